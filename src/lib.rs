@@ -1,1 +1,21 @@
-//! revokd
+//! revokd: short-lived, self-encoded JWTs, and revocation that reaches every
+//! resource server within milliseconds.
+//!
+//! # Data flow
+//!
+//! A token is issued (issuer), revoked (a [`rule::Rule`]), stored and
+//! published (store), received by every process's subscriber, applied to its
+//! [`denylist::Denylist`], and checked on every request:
+//!
+//! | step | module |
+//! |---|---|
+//! | the revocation vocabulary: rules, keys, a token's keys | [`rule`] |
+//! | the hot path: bloom filter + exact map, expiry | [`denylist`] |
+//! | the wire format of a change (protobuf, `proto/`) | [`event`] |
+//! | the only reader of the system clock | [`clock`] |
+//!
+//! A resource server builds this crate without the default `issuer` feature.
+
+pub mod clock;
+pub mod denylist;
+pub mod rule;
