@@ -18,4 +18,5 @@
 
 pub mod clock;
 pub mod denylist;
+pub mod event;
 pub mod rule;
