@@ -12,6 +12,8 @@
 //! | the revocation vocabulary: rules, keys, a token's keys | [`rule`] |
 //! | the hot path: bloom filter + exact map, expiry | [`denylist`] |
 //! | the wire format of a change (protobuf, `proto/`) | [`event`] |
+//! | Redis layout, scripts, snapshot | [`store::redis`] |
+//! | SUBSCRIBE, snapshot, seq order, resync, staleness | [`subscriber`] |
 //! | the only reader of the system clock | [`clock`] |
 //!
 //! A resource server builds this crate without the default `issuer` feature.
@@ -20,3 +22,5 @@ pub mod clock;
 pub mod denylist;
 pub mod event;
 pub mod rule;
+pub mod store;
+pub mod subscriber;

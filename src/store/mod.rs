@@ -1,0 +1,3 @@
+//! Where rules are kept and published.
+
+pub mod redis;
