@@ -1,26 +1,30 @@
-//! revokd: short-lived JWTs with revocation that reaches every resource
-//! server within milliseconds.
+//! revokd: short-lived, self-encoded JWTs, and revocation that reaches every
+//! resource server within milliseconds.
 //!
 //! # Data flow
 //!
-//! 1. A client asks the issuer ([`issuer`]) for tokens at `/oauth2/token`;
-//!    the issuer authenticates it ([`issuer::client_auth`]) and signs JWTs
-//!    with the active key ([`keys`]).
-//! 2. A revocation (`/oauth2/revoke`, refresh-token reuse, the admin API)
-//!    becomes a [`rule::Rule`] that the issuer hands to its
-//!    [`store::RevocationStore`] (in-process memory by default).
-//! 3. The store applies it to the [`denylist::Denylist`], which
-//!    introspection, refresh and admin checks ask, the same code a resource
-//!    server embeds.
-//! 4. Time is read only in [`clock`]; metrics are declared once in
-//!    [`metrics`] on a registry the caller passes in.
+//! A token is issued (issuer), revoked (a [`rule::Rule`]), stored and
+//! published (store), received by every process's subscriber, applied to its
+//! [`denylist::Denylist`], and checked on every request:
+//!
+//! | step | module |
+//! |---|---|
+//! | the revocation vocabulary: rules, keys, a token's keys | [`rule`] |
+//! | the hot path: bloom filter + exact map, expiry | [`denylist`] |
+//! | the wire format of a change (protobuf, `proto/`) | [`event`] |
+//! | the only reader of the system clock | [`clock`] |
+//! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
+//! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
+//! | signing keys, `kid`s, the JWK set (feature `issuer`) | `keys` |
+//! | where revocations are written: `RevocationStore`, the in-memory store (feature `issuer`) | `store` |
+//! | the configuration file and `REVOKD_*` overrides (feature `issuer`) | `config` |
+//!
+//! A resource server builds this crate without the default `issuer` feature.
 
 pub mod clock;
 pub mod denylist;
 pub mod metrics;
 pub mod rule;
-#[cfg(feature = "issuer")]
-pub mod store;
 
 #[cfg(feature = "issuer")]
 pub mod config;
@@ -28,3 +32,5 @@ pub mod config;
 pub mod issuer;
 #[cfg(feature = "issuer")]
 pub mod keys;
+#[cfg(feature = "issuer")]
+pub mod store;

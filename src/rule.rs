@@ -294,9 +294,18 @@ mod tests {
         assert_eq!("nope".parse::<RuleKey>(), Err(RuleError::UnknownKind));
         assert_eq!("user:x".parse::<RuleKey>(), Err(RuleError::UnknownKind));
         assert_eq!("jti:".parse::<RuleKey>(), Err(RuleError::Empty));
-        assert_eq!("jti:a\nb".parse::<RuleKey>(), Err(RuleError::ControlCharacter));
-        assert_eq!("subclient:alice".parse::<RuleKey>(), Err(RuleError::BadSubClient));
-        assert_eq!("subclient:/web".parse::<RuleKey>(), Err(RuleError::BadSubClient));
+        assert_eq!(
+            "jti:a\nb".parse::<RuleKey>(),
+            Err(RuleError::ControlCharacter)
+        );
+        assert_eq!(
+            "subclient:alice".parse::<RuleKey>(),
+            Err(RuleError::BadSubClient)
+        );
+        assert_eq!(
+            "subclient:/web".parse::<RuleKey>(),
+            Err(RuleError::BadSubClient)
+        );
         let long = format!("sub:{}", "x".repeat(MAX_KEY_VALUE_LEN + 1));
         assert_eq!(long.parse::<RuleKey>(), Err(RuleError::TooLong));
     }
@@ -346,7 +355,13 @@ mod tests {
         let listed: Vec<String> = keys.rule_keys().iter().map(ToString::to_string).collect();
         assert_eq!(
             listed,
-            ["jti:j", "sid:s", "sub:alice", "client:web", "subclient:alice/web"]
+            [
+                "jti:j",
+                "sid:s",
+                "sub:alice",
+                "client:web",
+                "subclient:alice/web"
+            ]
         );
         let machine = TokenKeys {
             sid: None,
