@@ -87,8 +87,12 @@ fn main() -> anyhow::Result<()> {
 
 fn init_tracing() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // No colour codes in files and pipes; the subscriber escapes control
+    // characters in attacker-supplied fields (RUSTSEC-2025-0055).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr)
         .init();
 }
@@ -116,7 +120,10 @@ async fn serve(
     redis: Option<String>,
 ) -> anyhow::Result<()> {
     let dev = file.is_none();
-    let mut config = Config::load(file.as_deref(), std::env::vars())?;
+    // REVOKD_CONFIG names the file (clap reads it); every other REVOKD_*
+    // variable overrides a configuration key.
+    let env = std::env::vars().filter(|(name, _)| name != "REVOKD_CONFIG");
+    let mut config = Config::load(file.as_deref(), env)?;
     if let Some(listen) = listen {
         config.listen = listen;
     }

@@ -240,10 +240,11 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
 /// its status and headers (`Allow` on a 405).
 fn jsonify(response: Response) -> Response {
     let (mut parts, _) = response.into_parts();
-    let error = if parts.status.is_server_error() {
-        "server_error"
-    } else {
-        "invalid_request"
+    let error = match parts.status {
+        StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "server_error",
+        _ => "invalid_request",
     };
     let reason = parts.status.canonical_reason().unwrap_or("error");
     let body = serde_json::json!({"error": error, "error_description": reason}).to_string();
@@ -267,8 +268,9 @@ pub fn random_id() -> Result<String, OAuthError> {
     Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
-/// Spawns the task that drops expired rules from the denylist every
-/// `period`; it ends when `shutdown` resolves.
+/// Spawns the task that maintains the denylist every `period` (drops
+/// expired rules, rebuilds its filter when stale); it ends when `shutdown`
+/// resolves.
 pub fn spawn_expiry(
     denylist: Denylist,
     period: Duration,
@@ -281,9 +283,9 @@ pub fn spawn_expiry(
             tokio::select! {
                 _ = &mut shutdown => break,
                 _ = tick.tick() => {
-                    let dropped = denylist.expire(crate::clock::now_secs());
-                    if dropped > 0 {
-                        tracing::debug!(dropped, "expired revocation rules dropped");
+                    let done = denylist.maintain(crate::clock::now_secs());
+                    if done.expired > 0 || done.rebuilt {
+                        tracing::debug!(expired = done.expired, rebuilt = done.rebuilt, "denylist maintained");
                     }
                 }
             }

@@ -150,3 +150,89 @@ fn client_new_prints_a_secret_and_a_stanza_that_parses() {
         revokd::issuer::client_auth::sha256_secret_hash(&secret)
     );
 }
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn serve_reads_the_config_file_its_key_files_and_env_overrides() {
+    let dir =
+        std::env::temp_dir().join(format!("revokd-cli-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = Command::new(BIN)
+        .args(["keygen", "--alg", "ES256"])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(dir.join("k.pem"), pem).unwrap();
+    let port = free_port();
+    let hash = revokd::issuer::client_auth::sha256_secret_hash("s3cret");
+    let toml = format!(
+        r#"issuer = "http://127.0.0.1:{port}"
+listen = "127.0.0.1:{port}"
+
+[[signing_keys]]
+kid = "file-key"
+private_key_file = "{}"
+
+[[clients]]
+id = "svc"
+secret_hash = "{hash}"
+grants = ["client_credentials"]
+scopes = ["read"]
+"#,
+        dir.join("k.pem").display()
+    );
+    let file = dir.join("revokd.toml");
+    std::fs::write(&file, toml).unwrap();
+
+    // An unknown override is an error that names the key.
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("REVOKD_NO_SUCH_KEY", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
+
+    let child = Command::new(BIN)
+        .arg("serve")
+        .env("REVOKD_CONFIG", &file)
+        .env("REVOKD_TOKENS__ACCESS_TTL", "90s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Killed(child);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..300 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "server did not start");
+    let resp = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth("svc", Some("s3cret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["expires_in"], 90);
+    let (header, _) = crate::support::decode_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(header["kid"], "file-key");
+    assert_eq!(header["alg"], "ES256");
+    let _ = std::fs::remove_dir_all(&dir);
+}
