@@ -145,12 +145,7 @@ impl Clients {
         if lock(&self.argon2_bad).contains(&cache_key) {
             return Ok(false);
         }
-        let _slot = self
-            .argon2_slots
-            .acquire()
-            .await
-            .map_err(|_| OAuthError::Internal("argon2 semaphore closed".into()))?;
-        let ok = verify_argon2(phc.clone(), secret).await?;
+        let ok = self.verify_argon2(phc.clone(), secret).await?;
         let cache = if ok {
             &self.argon2_ok
         } else {
@@ -165,12 +160,27 @@ impl Clients {
     }
 }
 
+impl Clients {
+    /// Verifies `password` against an argon2 PHC string on the blocking
+    /// pool, at most [`ARGON2_CONCURRENCY`] at a time, so a flood of
+    /// password or secret guesses queues instead of taking every core and
+    /// ~19 MiB per attempt. The password grant uses it too.
+    pub async fn verify_argon2(&self, phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
+        let _slot = self
+            .argon2_slots
+            .acquire()
+            .await
+            .map_err(|_| OAuthError::Internal("argon2 semaphore closed".into()))?;
+        verify_argon2(phc, password).await
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Verifies `password` against an argon2 PHC string on the blocking pool.
-pub(crate) async fn verify_argon2(phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
+async fn verify_argon2(phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
     tokio::task::spawn_blocking(move || {
         use argon2::{Argon2, PasswordHash, PasswordVerifier};
         let Ok(hash) = PasswordHash::new(&phc) else {

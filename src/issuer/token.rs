@@ -15,7 +15,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::client_auth::{Client, verify_argon2};
+use super::client_auth::Client;
 use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::{self, Audience, Claims, TokenKind};
@@ -108,7 +108,10 @@ async fn password(
             "invalid resource owner credentials",
         ))?
         .clone();
-    let ok = verify_argon2(hash, password.to_owned()).await?;
+    let ok = state
+        .clients
+        .verify_argon2(hash, password.to_owned())
+        .await?;
     if !ok || known.is_none() {
         return Err(OAuthError::InvalidGrant(
             "invalid resource owner credentials",
