@@ -23,6 +23,7 @@
 
 pub mod clock;
 pub mod denylist;
+pub mod event;
 pub mod metrics;
 pub mod rule;
 

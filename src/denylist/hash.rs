@@ -12,10 +12,39 @@ use crate::rule::{KeyKind, RuleKey, TokenKeys};
 
 /// A rule key hashed to 128 bits. `lo` feeds the exact map's buckets, `hi`
 /// the shard index and the bloom filter, so the structures stay independent.
+/// The low three bits of `hi` hold the key's kind (which filter it belongs
+/// to), leaving 125 bits of hash.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct KeyHash {
     pub(crate) lo: u64,
     pub(crate) hi: u64,
+}
+
+impl KeyHash {
+    /// The index of the key's kind in [`KeyKind::ALL`].
+    #[inline]
+    pub(crate) fn kind_index(self) -> usize {
+        (self.hi & 0b111) as usize
+    }
+
+    fn with_kind(self, kind: KeyKind) -> KeyHash {
+        KeyHash {
+            lo: self.lo,
+            hi: (self.hi & !0b111) | kind_index(kind) as u64,
+        }
+    }
+}
+
+/// The index of `kind` in [`KeyKind::ALL`].
+#[inline]
+pub(crate) fn kind_index(kind: KeyKind) -> usize {
+    match kind {
+        KeyKind::Jti => 0,
+        KeyKind::Sid => 1,
+        KeyKind::Sub => 2,
+        KeyKind::Client => 3,
+        KeyKind::SubClient => 4,
+    }
 }
 
 impl std::hash::Hash for KeyHash {
@@ -84,40 +113,31 @@ impl KeyHasher {
         let mut seeds = [0u64; 5];
         for (i, s) in seeds.iter_mut().enumerate() {
             // splitmix64 steps: distinct, well-mixed per-kind seeds.
-            let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1));
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            *s = z ^ (z >> 31);
+            *s = mix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15u64.wrapping_mul(i as u64 + 1)));
         }
         KeyHasher { seeds }
     }
 
     fn seed(&self, kind: KeyKind) -> u64 {
-        let index = match kind {
-            KeyKind::Jti => 0,
-            KeyKind::Sid => 1,
-            KeyKind::Sub => 2,
-            KeyKind::Client => 3,
-            KeyKind::SubClient => 4,
-        };
-        self.seeds[index]
+        self.seeds[kind_index(kind)]
     }
 
     /// The hash of one string-valued key of the given kind.
     #[inline]
     pub(crate) fn value(&self, kind: KeyKind, value: &str) -> KeyHash {
-        split(xxh3_128_with_seed(value.as_bytes(), self.seed(kind)))
+        split(xxh3_128_with_seed(value.as_bytes(), self.seed(kind))).with_kind(kind)
     }
 
-    /// The `subclient` hash, from the `sub` and `client` hashes.
+    /// The `subclient` hash, from the `sub` and `client` hashes: a seeded
+    /// mix of two uniform 128-bit values, no second pass over the strings.
     #[inline]
     pub(crate) fn sub_client(&self, sub: KeyHash, client: KeyHash) -> KeyHash {
-        let mut bytes = [0u8; 32];
-        bytes[..8].copy_from_slice(&sub.lo.to_le_bytes());
-        bytes[8..16].copy_from_slice(&sub.hi.to_le_bytes());
-        bytes[16..24].copy_from_slice(&client.lo.to_le_bytes());
-        bytes[24..].copy_from_slice(&client.hi.to_le_bytes());
-        split(xxh3_128_with_seed(&bytes, self.seed(KeyKind::SubClient)))
+        let seed = self.seed(KeyKind::SubClient);
+        KeyHash {
+            lo: mix64(sub.lo ^ client.hi.rotate_left(23) ^ seed),
+            hi: mix64(sub.hi ^ client.lo.rotate_left(41) ^ seed.rotate_left(32)),
+        }
+        .with_kind(KeyKind::SubClient)
     }
 
     /// The hash of a rule key.
@@ -148,6 +168,14 @@ impl KeyHasher {
             sub.map(|s| self.sub_client(s, client)),
         ]
     }
+}
+
+/// The splitmix64 / murmur3 finaliser: a bijective avalanche of 64 bits.
+#[inline]
+fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn split(h: u128) -> KeyHash {
@@ -183,6 +211,20 @@ mod tests {
             hasher.value(KeyKind::Sub, "x"),
             hasher.value(KeyKind::Client, "x")
         );
+    }
+
+    #[test]
+    fn hashes_carry_their_kind() {
+        let hasher = KeyHasher::with_seed(7);
+        for kind in KeyKind::ALL {
+            let value = if kind == KeyKind::SubClient {
+                "a/b"
+            } else {
+                "x"
+            };
+            let key = RuleKey::new(kind, value).unwrap();
+            assert_eq!(hasher.key(&key).kind_index(), kind_index(kind));
+        }
     }
 
     #[test]

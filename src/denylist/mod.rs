@@ -1,7 +1,7 @@
 //! The denylist: "is this token revoked?" in well under a microsecond.
 //!
-//! A [`Denylist`] is a bloom filter in front of an exact map of rules, both
-//! keyed by 128-bit hashes of rule keys. A check hashes the token's keys once
+//! A [`Denylist`] is a bloom filter per kind of key in front of an exact map
+//! of rules, all keyed by 128-bit hashes of rule keys. A check hashes the token's keys once
 //! each; a key the filter has never seen answers without touching the map
 //! (the common case), and a filter hit is confirmed in the map, so a false
 //! positive never revokes anything.
@@ -10,10 +10,10 @@
 //!
 //! Reads never wait and never write shared memory:
 //!
-//! - the current *generation* (filter + shards) sits behind an `ArcSwap`;
-//! - the filter is an array of atomic words the writer only ever `fetch_or`s;
+//! - the current *generation* (filters + shards) sits behind an `ArcSwap`;
+//! - a filter is an array of atomic words the writer only ever `fetch_or`s;
 //! - the map is copy-on-write shards of about a thousand entries
-//!   ([`shards`]): the writer swaps in a fresh copy of the one shard it
+//!   (`shards.rs`): the writer swaps in a fresh copy of the one shard it
 //!   changes.
 //!
 //! Writers (event application, expiry, rebuilds) take one mutex, so there is
@@ -28,12 +28,20 @@
 //! # Expiry and rebuilds
 //!
 //! A rule is in force while `now < expires_at`; [`Denylist::expire`] drops
-//! the ones that are not (it copies only the shards holding one). The filter
+//! the ones that are not (it copies only the shards holding one). A filter
 //! cannot forget keys, so removed and expired rules leave stale bits;
-//! [`Denylist::maintain`] rebuilds it (and re-shards the map) when stale bits
-//! would push it past its target false-positive rate, when it shrinks far
-//! below its capacity, and [`Denylist::apply`] grows it when the rule count
-//! passes its capacity. A rebuild publishes a whole new generation at once, so
+//! [`Denylist::maintain`] rebuilds the filters (and re-shards the map) when
+//! stale bits would push one past its target false-positive rate or the rules
+//! shrank far below its capacity, and [`Denylist::apply`] grows them when a
+//! kind's rule count passes its filter's capacity.
+//!
+//! # One filter per kind
+//!
+//! Each kind of key (`jti`, `sid`, `sub`, `client`, `subclient`) has its own
+//! filter, sized by its own rule count. Millions of `jti` and `sid` rules make
+//! those two filters large (one cache miss each), while the few `sub`,
+//! `client` and `subclient` rules keep theirs small enough to stay in cache,
+//! so a check costs two memory round trips instead of five. A rebuild publishes a whole new generation at once, so
 //! a reader never sees a live rule vanish or a state older than it had.
 
 mod filter;
@@ -50,11 +58,13 @@ use filter::BlockedBloom;
 use hash::{KeyHash, KeyHasher};
 use shards::{ALL, Entry, Shards, Table};
 
-/// The smallest filter capacity, in rules.
+/// The smallest capacity of one kind's filter, in rules.
 const MIN_CAPACITY: usize = 1024;
 /// Rules of filter capacity per shard: a change copies one shard of about
 /// half this many live rules.
 const CAPACITY_PER_SHARD: usize = 1024;
+/// Number of kinds of keys, each with its own filter.
+const KINDS: usize = KeyKind::ALL.len();
 
 /// Why a token is revoked: the kind of key that matched and its rule's bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,13 +80,13 @@ pub struct Revoked {
 pub struct Stats {
     /// Rules in the map (live, or expired but not yet swept).
     pub rules: usize,
-    /// Size of the bloom filter in bits.
+    /// Size of the bloom filters in bits, all kinds together.
     pub bloom_bits: usize,
-    /// Rules the filter is sized for before it must grow.
+    /// Rules the filters are sized for, all kinds together.
     pub bloom_capacity: usize,
     /// Number of map shards.
     pub shards: usize,
-    /// Heap bytes held by the filter and the map's tables.
+    /// Heap bytes held by the filters and the map's tables.
     pub memory_bytes: usize,
 }
 
@@ -85,7 +95,7 @@ pub struct Stats {
 pub struct Maintenance {
     /// Rules dropped because they expired.
     pub expired: usize,
-    /// Whether the filter and shards were rebuilt.
+    /// Whether the filters and shards were rebuilt.
     pub rebuilt: bool,
 }
 
@@ -105,21 +115,29 @@ struct Shared {
     rules: AtomicUsize,
 }
 
-/// A filter and the shards it guards, published together.
+/// The filters and the shards they guard, published together.
 struct Generation {
-    filter: BlockedBloom,
+    /// One filter per kind, indexed like [`KeyKind::ALL`].
+    filters: [BlockedBloom; KINDS],
     shards: Shards,
 }
 
-/// State only the writer touches.
+/// State only the writer touches. Per-kind arrays are indexed like
+/// [`KeyKind::ALL`].
 struct Writer {
-    /// Rules in the map.
-    rules: usize,
-    /// Keys inserted into the current filter, counting stale ones.
-    filter_load: usize,
+    /// Rules in the map, per kind.
+    rules: [usize; KINDS],
+    /// Keys inserted into each kind's current filter, counting stale ones.
+    filter_load: [usize; KINDS],
     /// Per shard: the earliest `expires_at` in it (`u32::MAX` when empty),
     /// so expiry copies only the shards that hold an expired rule.
     min_expiry: Vec<u32>,
+}
+
+impl Writer {
+    fn total_rules(&self) -> usize {
+        self.rules.iter().sum()
+    }
 }
 
 impl Default for Denylist {
@@ -144,7 +162,8 @@ impl Denylist {
         Denylist::with_capacity(MIN_CAPACITY)
     }
 
-    /// An empty denylist sized for `capacity` rules before its first rebuild.
+    /// An empty denylist sized for `capacity` rules of each kind before its
+    /// first rebuild.
     pub fn with_capacity(capacity: usize) -> Denylist {
         Denylist::build(KeyHasher::random(), capacity)
     }
@@ -155,20 +174,16 @@ impl Denylist {
     }
 
     fn build(hasher: KeyHasher, capacity: usize) -> Denylist {
-        let capacity = capacity.max(MIN_CAPACITY);
-        let tables = Shards::empty_tables(capacity / CAPACITY_PER_SHARD);
+        let generation = Generation::empty([capacity; KINDS]);
         let writer = Writer {
-            rules: 0,
-            filter_load: 0,
-            min_expiry: vec![u32::MAX; tables.len()],
+            rules: [0; KINDS],
+            filter_load: [0; KINDS],
+            min_expiry: vec![u32::MAX; generation.shards.count()],
         };
         Denylist {
             shared: Arc::new(Shared {
                 hasher,
-                current: ArcSwap::from_pointee(Generation {
-                    filter: BlockedBloom::with_capacity(capacity),
-                    shards: Shards::from_tables(tables),
-                }),
+                current: ArcSwap::from_pointee(generation),
                 writer: Mutex::new(writer),
                 rules: AtomicUsize::new(0),
             }),
@@ -177,27 +192,33 @@ impl Denylist {
 
     /// Whether a token with these keys is revoked at `now` (seconds since the
     /// epoch), and by which key. The hot path: each key string is hashed once,
-    /// keys the filter has never seen cost no map lookup, nothing is written.
+    /// keys the filters have never seen cost no map lookup, nothing is written.
     #[inline]
     pub fn is_revoked(&self, keys: &TokenKeys<'_>, now: u64) -> Option<Revoked> {
         let hashes = self.shared.hasher.token(keys);
         let generation = self.shared.current.load();
+        // Probe the filter for every key before branching once: the block
+        // loads overlap, and a miss (the common case) ends here.
+        let suspects = hashes.iter().enumerate().fold(0u8, |suspects, (i, key)| {
+            let hit = key.is_some_and(|key| generation.filters[i].may_contain(key));
+            suspects | (u8::from(hit) << i)
+        });
+        if suspects == 0 {
+            return None;
+        }
         let (iat, now) = (clamp(keys.iat), clamp(now));
-        for (kind, key) in KeyKind::ALL.into_iter().zip(hashes) {
-            let Some(key) = key else { continue };
-            if !generation.filter.may_contain(key) {
-                continue;
-            }
-            if let Some(entry) = generation.shards.get(key)
-                && entry.revokes(iat, now)
-            {
-                return Some(Revoked {
+        KeyKind::ALL
+            .into_iter()
+            .zip(hashes)
+            .enumerate()
+            .filter(|&(i, _)| suspects & (1 << i) != 0)
+            .find_map(|(_, (kind, key))| {
+                let entry = generation.shards.get(key?)?;
+                entry.revokes(iat, now).then(|| Revoked {
                     kind,
                     revoked_before: revoked_before_of(entry),
-                });
-            }
-        }
-        None
+                })
+            })
     }
 
     /// The rule for `key`, if one is in force at `now`. Times come back as
@@ -224,23 +245,17 @@ impl Denylist {
             return;
         }
         let mut writer = self.lock_writer();
-        let needed = writer.filter_load.saturating_add(rules.len());
-        if needed > self.shared.current.load().filter.capacity() {
-            let target = writer.rules.saturating_add(rules.len());
-            self.rebuild(&mut writer, target.saturating_mul(2));
-        }
-        let generation = self.shared.current.load_full();
         let mut changes: Vec<(usize, KeyHash, Entry)> = rules
             .iter()
-            .map(|rule| {
-                let key = self.shared.hasher.key(&rule.key);
-                (generation.shards.index(key), key, entry_of(rule))
-            })
+            .map(|rule| (0, self.shared.hasher.key(&rule.key), entry_of(rule)))
             .collect();
+        self.grow_for(&mut writer, &changes);
+        let generation = self.shared.current.load_full();
         // Set filter bits before publishing the map: a reader that sees a bit
         // but not yet the entry answers "not revoked", as before the change.
-        for &(_, key, _) in &changes {
-            generation.filter.insert(key);
+        for (index, key, _) in &mut changes {
+            generation.filters[key.kind_index()].insert(*key);
+            *index = generation.shards.index(*key);
         }
         changes.sort_unstable_by_key(|&(index, _, _)| index);
         for group in changes.chunk_by(|a, b| a.0 == b.0) {
@@ -251,8 +266,8 @@ impl Denylist {
                 let merged = match table.get(&key) {
                     Some(old) => old.merge(entry),
                     None => {
-                        writer.rules += 1;
-                        writer.filter_load += 1;
+                        writer.rules[key.kind_index()] += 1;
+                        writer.filter_load[key.kind_index()] += 1;
                         entry
                     }
                 };
@@ -262,7 +277,7 @@ impl Denylist {
             writer.min_expiry[index] = min_expiry;
             generation.shards.publish(index, table);
         }
-        self.shared.rules.store(writer.rules, Ordering::Relaxed);
+        self.publish_count(&writer);
     }
 
     /// Deletes the rule for `key` (re-approval). Returns whether there was one.
@@ -278,8 +293,8 @@ impl Denylist {
         let mut table = Table::clone(&current);
         table.remove(&hash);
         generation.shards.publish(index, table);
-        writer.rules -= 1;
-        self.shared.rules.store(writer.rules, Ordering::Relaxed);
+        writer.rules[hash.kind_index()] -= 1;
+        self.publish_count(&writer);
         true
     }
 
@@ -291,26 +306,33 @@ impl Denylist {
         self.expire_locked(&mut writer, clamp(now))
     }
 
-    /// Expires rules, then rebuilds the filter and shards if it is filling up
-    /// with stale bits (of removed and expired rules), or the rules shrank to a
-    /// small fraction of its capacity. [`Denylist::apply`] rebuilds too when the
-    /// filter is full, so this keeps that work off the event path. Meant for a background task; readers never wait on it.
+    /// Expires rules, then rebuilds the filters and shards if one is filling
+    /// up with stale bits (of removed and expired rules), or its kind's rules
+    /// shrank to a small fraction of its capacity. [`Denylist::apply`]
+    /// rebuilds too when a filter is full, so this keeps that work off the
+    /// event path. Meant for a background task; readers never wait on it.
     pub fn maintain(&self, now: u64) -> Maintenance {
         let mut writer = self.lock_writer();
         let expired = self.expire_locked(&mut writer, clamp(now));
-        let capacity = self.shared.current.load().filter.capacity();
-        // Rebuild before `apply` would have to (at capacity), once most of the
-        // filter's load is stale bits that a rebuild clears.
-        let stale = writer.filter_load - writer.rules;
-        let filling = writer.filter_load.saturating_mul(4) > capacity.saturating_mul(3);
-        let mostly_stale = stale.saturating_mul(2) > writer.filter_load;
-        let oversized = capacity > MIN_CAPACITY && writer.rules.saturating_mul(8) < capacity;
-        let rebuilt = (filling && mostly_stale) || oversized;
-        if rebuilt {
-            let target = writer.rules.saturating_mul(2);
-            self.rebuild(&mut writer, target);
+        let generation = self.shared.current.load_full();
+        let rebuild = (0..KINDS).any(|kind| {
+            let (rules, load) = (writer.rules[kind], writer.filter_load[kind]);
+            let capacity = generation.filters[kind].capacity();
+            // Rebuild before `apply` would have to (at capacity), once most
+            // of the filter's load is stale bits that a rebuild clears.
+            let filling = load.saturating_mul(4) > capacity.saturating_mul(3);
+            let mostly_stale = (load - rules).saturating_mul(2) > load;
+            let oversized = capacity > MIN_CAPACITY && rules.saturating_mul(8) < capacity;
+            (filling && mostly_stale) || oversized
+        });
+        if rebuild {
+            let capacities = writer.rules.map(|rules| rules.saturating_mul(2));
+            self.rebuild(&mut writer, capacities);
         }
-        Maintenance { expired, rebuilt }
+        Maintenance {
+            expired,
+            rebuilt: rebuild,
+        }
     }
 
     /// Number of rules held (live, or expired and not yet swept).
@@ -333,12 +355,17 @@ impl Denylist {
             .map(|table| table.allocation_size() + std::mem::size_of::<Table>())
             .sum();
         let shard_overhead = generation.shards.count() * std::mem::size_of::<ArcSwap<Table>>();
+        let bloom_bits = generation
+            .filters
+            .iter()
+            .map(BlockedBloom::bits)
+            .sum::<usize>();
         Stats {
             rules: self.len(),
-            bloom_bits: generation.filter.bits(),
-            bloom_capacity: generation.filter.capacity(),
+            bloom_bits,
+            bloom_capacity: generation.filters.iter().map(BlockedBloom::capacity).sum(),
             shards: generation.shards.count(),
-            memory_bytes: generation.filter.bits() / 8 + table_bytes + shard_overhead,
+            memory_bytes: bloom_bits / 8 + table_bytes + shard_overhead,
         }
     }
 
@@ -351,6 +378,33 @@ impl Denylist {
             .unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn publish_count(&self, writer: &Writer) {
+        self.shared
+            .rules
+            .store(writer.total_rules(), Ordering::Relaxed);
+    }
+
+    /// Rebuilds with room to spare if `changes` could overfill a filter.
+    fn grow_for(&self, writer: &mut Writer, changes: &[(usize, KeyHash, Entry)]) {
+        let mut incoming = [0usize; KINDS];
+        for (_, key, _) in changes {
+            incoming[key.kind_index()] += 1;
+        }
+        let generation = self.shared.current.load();
+        let overfull = (0..KINDS).any(|kind| {
+            writer.filter_load[kind].saturating_add(incoming[kind])
+                > generation.filters[kind].capacity()
+        });
+        drop(generation);
+        if overfull {
+            let mut capacities = [0usize; KINDS];
+            for (kind, capacity) in capacities.iter_mut().enumerate() {
+                *capacity = (writer.rules[kind] + incoming[kind]).saturating_mul(2);
+            }
+            self.rebuild(writer, capacities);
+        }
+    }
+
     fn expire_locked(&self, writer: &mut Writer, now: u32) -> usize {
         let generation = self.shared.current.load_full();
         let mut expired = 0;
@@ -359,37 +413,51 @@ impl Denylist {
                 continue;
             }
             let mut table = Table::clone(&generation.shards.table(index));
-            let before = table.len();
-            table.retain(|_, entry| entry.expires_at > now);
-            expired += before - table.len();
+            table.retain(|key, entry| {
+                let keep = entry.expires_at > now;
+                if !keep {
+                    writer.rules[key.kind_index()] -= 1;
+                    expired += 1;
+                }
+                keep
+            });
             writer.min_expiry[index] = min_expiry_of(&table);
             generation.shards.publish(index, table);
         }
-        writer.rules -= expired;
-        self.shared.rules.store(writer.rules, Ordering::Relaxed);
+        self.publish_count(writer);
         expired
     }
 
-    /// Publishes a new generation: a filter sized for `capacity` rules and
-    /// shards to match, holding every current rule.
-    fn rebuild(&self, writer: &mut Writer, capacity: usize) {
-        let capacity = capacity.max(MIN_CAPACITY);
+    /// Publishes a new generation: each kind's filter sized for its entry of
+    /// `capacities`, shards to match, holding every current rule.
+    fn rebuild(&self, writer: &mut Writer, capacities: [usize; KINDS]) {
         let old = self.shared.current.load_full();
-        let filter = BlockedBloom::with_capacity(capacity);
-        let mut tables = Shards::empty_tables(capacity / CAPACITY_PER_SHARD);
+        let mut generation = Generation::empty(capacities);
+        let mut tables = Shards::empty_tables(generation.shards.count());
         let mask = tables.len() - 1;
         for table in old.shards.tables() {
             for (&key, &entry) in table.iter() {
-                filter.insert(key);
+                generation.filters[key.kind_index()].insert(key);
                 tables[Shards::index_of(key, mask)].insert(key, entry);
             }
         }
         writer.min_expiry = tables.iter().map(min_expiry_of).collect();
         writer.filter_load = writer.rules;
-        self.shared.current.store(Arc::new(Generation {
-            filter,
-            shards: Shards::from_tables(tables),
-        }));
+        generation.shards = Shards::from_tables(tables);
+        self.shared.current.store(Arc::new(generation));
+    }
+}
+
+impl Generation {
+    /// Empty filters of the given capacities (at least [`MIN_CAPACITY`]
+    /// each) and empty shards for their total.
+    fn empty(capacities: [usize; KINDS]) -> Generation {
+        let capacities = capacities.map(|capacity| capacity.max(MIN_CAPACITY));
+        let total: usize = capacities.iter().sum();
+        Generation {
+            filters: capacities.map(BlockedBloom::with_capacity),
+            shards: Shards::from_tables(Shards::empty_tables(total / CAPACITY_PER_SHARD)),
+        }
     }
 }
 
