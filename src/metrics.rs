@@ -1,5 +1,5 @@
 //! Every Prometheus metric, declared once, registered on a
-//! [`Registry`](prometheus::Registry) the caller passes in (never the global
+//! [`prometheus::Registry`] the caller passes in (never the global
 //! one: an embedding resource server has its own).
 
 use prometheus::{

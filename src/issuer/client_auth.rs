@@ -162,7 +162,7 @@ impl Clients {
 
 impl Clients {
     /// Verifies `password` against an argon2 PHC string on the blocking
-    /// pool, at most [`ARGON2_CONCURRENCY`] at a time, so a flood of
+    /// pool, at most `ARGON2_CONCURRENCY` (2) at a time, so a flood of
     /// password or secret guesses queues instead of taking every core and
     /// ~19 MiB per attempt. The password grant uses it too.
     pub async fn verify_argon2(&self, phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
