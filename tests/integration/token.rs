@@ -395,3 +395,59 @@ async fn an_access_token_is_not_a_refresh_token() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "invalid_grant");
 }
+
+#[tokio::test]
+async fn concurrent_use_of_one_refresh_token_lets_exactly_one_through_then_kills_the_session() {
+    let server = support::start().await;
+    let (_, refresh) = server.login(WEB).await;
+    let attempts = (0..8).map(|_| server.refresh(WEB, &refresh));
+    let responses = futures_join_all(attempts).await;
+    let mut ok = Vec::new();
+    for resp in responses {
+        if resp.status() == 200 {
+            let body: Value = resp.json().await.unwrap();
+            ok.push(body["access_token"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(resp.status(), 400);
+        }
+    }
+    // At most one rotation wins (none when the reuse rule lands before the
+    // winner signs), and whatever it got is dead: the losers were reuse.
+    assert!(ok.len() <= 1, "{} rotations won", ok.len());
+    for token in &ok {
+        assert!(!server.active(token).await);
+    }
+    assert_eq!(server.refresh(WEB, &refresh).await.status(), 400);
+}
+
+/// Runs futures concurrently on this task (no extra dependency).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().map(Option::unwrap));
+    out
+}
