@@ -15,12 +15,25 @@
 //! | Redis layout, scripts, snapshot | [`store::redis`] |
 //! | SUBSCRIBE, snapshot, seq order, resync, staleness | [`subscriber`] |
 //! | the only reader of the system clock | [`clock`] |
+//! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
+//! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
+//! | signing keys, `kid`s, the JWK set (feature `issuer`) | `keys` |
+//! | where revocations are written: `RevocationStore`, in memory or in Redis | [`store`] |
+//! | the configuration file and `REVOKD_*` overrides (feature `issuer`) | `config` |
 //!
 //! A resource server builds this crate without the default `issuer` feature.
 
 pub mod clock;
 pub mod denylist;
 pub mod event;
+pub mod metrics;
 pub mod rule;
+
+#[cfg(feature = "issuer")]
+pub mod config;
+#[cfg(feature = "issuer")]
+pub mod issuer;
+#[cfg(feature = "issuer")]
+pub mod keys;
 pub mod store;
 pub mod subscriber;

@@ -1,17 +1,24 @@
-//! The `revokd` binary. Until the issuer lands, `revokd serve` starts only
-//! `/healthz` and `/metrics`.
+//! `revokd`: the issuer binary.
+//!
+//! - `revokd serve [--config FILE] [--listen ADDR] [--redis URL]`: with no
+//!   config, dev mode (loopback only, in-memory store, ephemeral key, a demo
+//!   client whose credentials and a curl line are printed).
+//! - `revokd keygen [--alg EdDSA|ES256|RS256]`: a PKCS#8 PEM private key.
+//! - `revokd client new ID`: a fresh secret, once, and its config stanza.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
 
-use anyhow::Context;
-use axum::{Router, routing::get};
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use revokd::config::{ClientConfig, Config, GrantType};
+use revokd::issuer::{self, AppState, client_auth};
+use revokd::keys::{KeyAlg, KeySet, generate_pem};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(
-    version,
-    about = "Short-lived JWTs with revocation that reaches every resource server"
-)]
+#[command(name = "revokd", version, about = "JWT issuer with fast revocation")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,39 +26,213 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API.
+    /// Run the issuer.
     Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
+        /// TOML configuration file; without one, dev mode.
+        #[arg(long, env = "REVOKD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Address to bind (overrides `listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Redis URL (overrides `store.redis_url`).
+        #[arg(long)]
+        redis: Option<String>,
+    },
+    /// Print a new PKCS#8 PEM signing key.
+    Keygen {
+        /// EdDSA (default), ES256 or RS256.
+        #[arg(long, default_value = "EdDSA")]
+        alg: KeyAlg,
+    },
+    /// Manage clients.
+    Client {
+        #[command(subcommand)]
+        command: ClientCommand,
     },
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Print a fresh secret (shown once) and the `[[clients]]` stanza.
+    New {
+        /// The client id.
+        id: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Keygen { alg } => {
+            print!("{}", generate_pem(alg)?);
+            Ok(())
+        }
+        Command::Client {
+            command: ClientCommand::New { id },
+        } => client_new(&id),
+        Command::Serve {
+            config,
+            listen,
+            redis,
+        } => {
+            init_tracing();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(serve(config, listen, redis))
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // No colour codes in files and pipes; the subscriber escapes control
+    // characters in attacker-supplied fields (RUSTSEC-2025-0055).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
         .init();
-    let Command::Serve { listen } = Cli::parse().command;
-    let registry = prometheus::Registry::new();
-    let app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(move || metrics(registry.clone())));
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding {listen}"))?;
-    println!("revokd listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+}
+
+fn client_new(id: &str) -> anyhow::Result<()> {
+    if id.is_empty() || id.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
+        bail!("client id must be non-empty, without quotes, backslashes or control characters");
+    }
+    let (secret, hash) = client_auth::new_client_secret()?;
+    println!("# client secret for {id:?} (shown once, store it now):");
+    println!("# {secret}");
+    println!();
+    println!("[[clients]]");
+    println!("id = \"{id}\"");
+    println!("secret_hash = \"{hash}\"");
+    println!("grants = [\"client_credentials\"]");
+    println!("scopes = []");
+    println!("audience = []");
     Ok(())
 }
 
-async fn metrics(registry: prometheus::Registry) -> String {
-    use prometheus::Encoder;
-    let mut out = Vec::new();
-    let _ = prometheus::TextEncoder::new().encode(&registry.gather(), &mut out);
-    String::from_utf8_lossy(&out).into_owned()
+async fn serve(
+    file: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    redis: Option<String>,
+) -> anyhow::Result<()> {
+    let dev = file.is_none();
+    // REVOKD_CONFIG names the file (clap reads it); every other REVOKD_*
+    // variable overrides a configuration key.
+    let env = std::env::vars().filter(|(name, _)| name != "REVOKD_CONFIG");
+    let mut config = Config::load(file.as_deref(), env)?;
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
+    if redis.is_some() {
+        config.store.redis_url = redis;
+    }
+    if config.store.redis_url.is_some() {
+        bail!(
+            "the Redis store is not available in this build yet; remove store.redis_url / --redis"
+        );
+    }
+    if dev {
+        if listen.is_none() {
+            config.listen = SocketAddr::from(([127, 0, 0, 1], 8080));
+        }
+        if !config.listen.ip().is_loopback() {
+            bail!(
+                "dev mode (no --config) binds loopback only; got {}",
+                config.listen
+            );
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr()?;
+
+    let demo = if dev {
+        config.issuer = format!("http://{local}");
+        let (secret, hash) = client_auth::new_client_secret()?;
+        config.clients.push(ClientConfig {
+            id: "demo".into(),
+            secret_hash: hash,
+            grants: GrantType::ALL.to_vec(),
+            scopes: vec!["read".into(), "write".into(), "revokd:admin".into()],
+            default_scopes: Some(vec!["read".into()]),
+            audience: vec!["api".into()],
+            access_ttl: None,
+            refresh_ttl: None,
+        });
+        Some(secret)
+    } else {
+        None
+    };
+
+    let keys = if config.signing_keys.is_empty() {
+        tracing::warn!(
+            "NO SIGNING KEY CONFIGURED: using an EPHEMERAL EdDSA key. Tokens die with this process; \
+             never run like this in production (see `revokd keygen` and [[signing_keys]])"
+        );
+        KeySet::ephemeral(KeyAlg::EdDSA)?
+    } else {
+        KeySet::load(&config.signing_keys)?
+    };
+
+    let state = AppState::in_memory(config, keys)?;
+    if let Some(secret) = demo {
+        print_dev_banner(&state.config.issuer, &secret);
+    }
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut expiry_stop = stop_rx.clone();
+    let expiry = issuer::spawn_expiry(state.denylist.clone(), Duration::from_secs(5), async move {
+        let _ = expiry_stop.changed().await;
+    });
+    tracing::info!(listen = %local, issuer = %state.config.issuer, "revokd issuer listening");
+    let app = issuer::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
+    let _ = stop_tx.send(true);
+    let _ = expiry.await;
+    tracing::info!("revokd stopped");
+    Ok(())
+}
+
+fn print_dev_banner(issuer: &str, secret: &str) {
+    println!("================================================================");
+    println!(" revokd DEV MODE: in-memory store, EPHEMERAL signing key.");
+    println!(" Not for production: run `revokd serve --config FILE`.");
+    println!("================================================================");
+    println!("demo client_id:     demo");
+    println!("demo client_secret: {secret}");
+    println!("demo scopes:        read write revokd:admin (default: read)");
+    println!("get a token:");
+    println!("curl -s -u demo:{secret} -d grant_type=client_credentials {issuer}/oauth2/token");
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
 }

@@ -1,0 +1,501 @@
+//! Configuration: plain structs with defaults, read from one TOML file with
+//! every key overridable by `REVOKD_*` environment variables
+//! (`REVOKD_TOKENS__ACCESS_TTL=10m`, `REVOKD_STORE__REDIS_URL=…`).
+//!
+//! The environment is a parameter ([`Config::load`] takes the variables), so
+//! tests pass a list and never touch the process environment. Unknown keys
+//! are an error that names the key.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use serde::{Deserialize, Deserializer, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The `iss` claim and the base URL of the metadata document.
+    #[serde(default = "default_issuer")]
+    pub issuer: String,
+    /// The address the HTTP server binds.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Token lifetimes.
+    #[serde(default)]
+    pub tokens: TokensConfig,
+    /// Where revocation rules are kept.
+    #[serde(default)]
+    pub store: StoreConfig,
+    /// What revoking a token at `/oauth2/revoke` revokes.
+    #[serde(default)]
+    pub revocation: RevocationConfig,
+    /// Signing keys: the first signs, the rest stay in the JWKS for rotation.
+    #[serde(default)]
+    pub signing_keys: Vec<SigningKeyConfig>,
+    /// The registered clients.
+    #[serde(default)]
+    pub clients: Vec<ClientConfig>,
+    /// Users for the `password` grant.
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+}
+
+/// `[tokens]`: default lifetimes, overridable per client.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensConfig {
+    /// Access token lifetime (default 5 minutes).
+    #[serde(
+        default = "default_access_ttl",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub access_ttl: Duration,
+    /// Refresh token lifetime (default 24 hours).
+    #[serde(
+        default = "default_refresh_ttl",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub refresh_ttl: Duration,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        TokensConfig {
+            access_ttl: default_access_ttl(),
+            refresh_ttl: default_refresh_ttl(),
+        }
+    }
+}
+
+/// `[store]`: absent `redis_url` means the in-memory store (one process).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Redis URL; `None` selects the embedded in-memory store.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key (inside the `{…}` hash tag).
+    #[serde(default = "default_prefix")]
+    pub prefix: String,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            redis_url: None,
+            prefix: default_prefix(),
+        }
+    }
+}
+
+/// What a revocation at `/oauth2/revoke` covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cascade {
+    /// Only the presented token (`jti:` rule).
+    Token,
+    /// Every token of the presented token's session (`sid:` rule).
+    Session,
+}
+
+/// `[revocation]`: the cascade of `/oauth2/revoke`, per token type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationConfig {
+    /// Revoking a refresh token revokes … (default: its session).
+    #[serde(default = "default_refresh_cascade")]
+    pub refresh_token: Cascade,
+    /// Revoking an access token revokes … (default: that token only).
+    #[serde(default = "default_access_cascade")]
+    pub access_token: Cascade,
+}
+
+impl Default for RevocationConfig {
+    fn default() -> Self {
+        RevocationConfig {
+            refresh_token: default_refresh_cascade(),
+            access_token: default_access_cascade(),
+        }
+    }
+}
+
+/// One `[[signing_keys]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// The `kid` header of tokens it signs.
+    pub kid: String,
+    /// PKCS#8 PEM file; the algorithm follows the key (Ed25519 → EdDSA).
+    pub private_key_file: PathBuf,
+}
+
+/// A grant type a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 6749 §4.3.
+    Password,
+    /// RFC 6749 §6.
+    RefreshToken,
+}
+
+impl GrantType {
+    /// Every grant, in the metadata's order.
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::Password,
+        GrantType::RefreshToken,
+    ];
+
+    /// The `grant_type` parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[clients]]` entry.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client id.
+    pub id: String,
+    /// `sha256:<hex>` of a generated secret, or an argon2 PHC string.
+    pub secret_hash: String,
+    /// Grants the client may use.
+    #[serde(default)]
+    pub grants: Vec<GrantType>,
+    /// Scopes the client may request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Scopes granted when a request names none (default: all of `scopes`).
+    #[serde(default)]
+    pub default_scopes: Option<Vec<String>>,
+    /// The `aud` of its access tokens (default: the issuer).
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Overrides `[tokens] access_ttl` for this client.
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub access_ttl: Option<Duration>,
+    /// Overrides `[tokens] refresh_ttl` for this client.
+    #[serde(
+        default,
+        deserialize_with = "opt_duration",
+        serialize_with = "ser_opt_duration"
+    )]
+    pub refresh_ttl: Option<Duration>,
+}
+
+/// One `[[users]]` entry, for the `password` grant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The `username` parameter, and the `sub` of the user's tokens.
+    pub username: String,
+    /// An argon2 PHC string.
+    pub password_hash: String,
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file or an override is malformed, or names an unknown key.
+    #[error("configuration: {0}")]
+    Parse(String),
+    /// The configuration parses but is not usable; every problem is listed.
+    #[error("configuration: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            issuer: default_issuer(),
+            listen: default_listen(),
+            tokens: TokensConfig::default(),
+            store: StoreConfig::default(),
+            revocation: RevocationConfig::default(),
+            signing_keys: Vec::new(),
+            clients: Vec::new(),
+            users: Vec::new(),
+        }
+    }
+}
+
+// === impl Config ===
+
+impl Config {
+    /// Reads `file` (if any), then applies every `REVOKD_*` variable of `env`
+    /// (`__` separates nesting levels), then validates the result.
+    ///
+    /// Pass `std::env::vars()` in production and a list in tests.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let mut figment = Figment::new();
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+            figment = figment.merge(Toml::string(&text));
+        }
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("REVOKD_") else {
+                continue;
+            };
+            if rest.is_empty() {
+                continue;
+            }
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            let value: figment::value::Value = value
+                .parse()
+                .map_err(|_| ConfigError::Parse(format!("{name}: unreadable value")))?;
+            figment = figment.merge(Serialized::default(&key, value));
+        }
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document with no environment overrides (tests, tools).
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::new()
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: every problem is reported at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.issuer.is_empty() {
+            problems.push("issuer is empty".to_owned());
+        }
+        if self.tokens.access_ttl.is_zero() || self.tokens.refresh_ttl.is_zero() {
+            problems.push("token lifetimes must be positive".to_owned());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for client in &self.clients {
+            if client.id.is_empty() || client.id.chars().any(char::is_control) {
+                problems.push("a client id is empty or has control characters".to_owned());
+            }
+            if !seen.insert(client.id.as_str()) {
+                problems.push(format!("client {:?} is listed twice", client.id));
+            }
+            if !client.secret_hash.starts_with("sha256:")
+                && !client.secret_hash.starts_with("$argon2")
+            {
+                problems.push(format!(
+                    "client {:?}: secret_hash must be sha256:<hex> or an argon2 PHC string",
+                    client.id
+                ));
+            }
+            if let Some(defaults) = &client.default_scopes
+                && let Some(s) = defaults.iter().find(|s| !client.scopes.contains(s))
+            {
+                problems.push(format!(
+                    "client {:?}: default scope {s:?} is not in its scopes",
+                    client.id
+                ));
+            }
+        }
+        let mut users = std::collections::HashSet::new();
+        for user in &self.users {
+            if !users.insert(user.username.as_str()) {
+                problems.push(format!("user {:?} is listed twice", user.username));
+            }
+        }
+        let mut kids = std::collections::HashSet::new();
+        for key in &self.signing_keys {
+            if !kids.insert(key.kid.as_str()) {
+                problems.push(format!("signing key kid {:?} is listed twice", key.kid));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+fn default_issuer() -> String {
+    "http://127.0.0.1:8080".to_owned()
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+
+fn default_access_ttl() -> Duration {
+    Duration::from_secs(5 * 60)
+}
+
+fn default_refresh_ttl() -> Duration {
+    Duration::from_secs(24 * 60 * 60)
+}
+
+fn default_prefix() -> String {
+    "revokd".to_owned()
+}
+
+fn default_refresh_cascade() -> Cascade {
+    Cascade::Session
+}
+
+fn default_access_cascade() -> Cascade {
+    Cascade::Token
+}
+
+// === durations: humantime strings, or whole seconds ===
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawDuration {
+    Secs(u64),
+    Text(String),
+}
+
+fn parse_duration(raw: RawDuration) -> Result<Duration, String> {
+    match raw {
+        RawDuration::Secs(s) => Ok(Duration::from_secs(s)),
+        RawDuration::Text(t) => humantime::parse_duration(&t).map_err(|e| format!("{t:?}: {e}")),
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    parse_duration(RawDuration::deserialize(d)?).map_err(serde::de::Error::custom)
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    match Option::<RawDuration>::deserialize(d)? {
+        None => Ok(None),
+        Some(raw) => parse_duration(raw)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&humantime::format_duration(*d).to_string())
+}
+
+fn ser_opt_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => ser_duration(d, s),
+        None => s.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+issuer = "https://auth.example.com"
+listen = "0.0.0.0:8080"
+
+[tokens]
+access_ttl = "5m"
+refresh_ttl = "24h"
+
+[store]
+prefix = "revokd"
+
+[[signing_keys]]
+kid = "2026-11"
+private_key_file = "keys/2026-11.pem"
+
+[[clients]]
+id = "web"
+secret_hash = "sha256:00"
+grants = ["client_credentials", "password", "refresh_token"]
+scopes = ["read", "write"]
+audience = ["api"]
+
+[[users]]
+username = "alice"
+password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"
+"#;
+
+    #[test]
+    fn the_design_sample_parses() {
+        let config = Config::from_toml(SAMPLE).unwrap();
+        assert_eq!(config.tokens.access_ttl, Duration::from_secs(300));
+        assert_eq!(config.clients[0].grants.len(), 3);
+        assert_eq!(config.revocation.refresh_token, Cascade::Session);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = Config::from_toml("issuer = \"x\"\nlisten_addr = \"1\"\n").unwrap_err();
+        assert!(err.to_string().contains("listen_addr"), "{err}");
+        let err = Config::from_toml("[tokens]\naccess = \"5m\"\n").unwrap_err();
+        assert!(err.to_string().contains("access"), "{err}");
+    }
+
+    #[test]
+    fn env_overrides_nested_keys() {
+        let dir = std::env::temp_dir().join(format!("revokd-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("revokd.toml");
+        std::fs::write(&file, SAMPLE).unwrap();
+        let env = [
+            ("REVOKD_TOKENS__ACCESS_TTL".to_owned(), "10m".to_owned()),
+            (
+                "REVOKD_STORE__REDIS_URL".to_owned(),
+                "redis://127.0.0.1:1".to_owned(),
+            ),
+            ("PATH".to_owned(), "/bin".to_owned()),
+        ];
+        let config = Config::load(Some(&file), env).unwrap();
+        assert_eq!(config.tokens.access_ttl, Duration::from_secs(600));
+        assert_eq!(
+            config.store.redis_url.as_deref(),
+            Some("redis://127.0.0.1:1")
+        );
+        let err =
+            Config::load(Some(&file), [("REVOKD_NOPE".to_owned(), "1".to_owned())]).unwrap_err();
+        assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn invalid_values_are_all_reported() {
+        let err = Config::from_toml(
+            "[[clients]]\nid = \"a\"\nsecret_hash = \"plain\"\n[[clients]]\nid = \"a\"\nsecret_hash = \"sha256:00\"\n",
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("listed twice") && text.contains("secret_hash"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! Client authentication: `client_secret_basic` and `client_secret_post`,
+//! exactly one per request (RFC 6749 §2.3).
+//!
+//! Secrets are stored as `sha256:<hex>` (generated, high-entropy secrets:
+//! one SHA-256 and a constant-time compare of fixed-size digests) or as an
+//! argon2 PHC string, verified once and then cached keyed by a SHA-256 of
+//! (client, stored hash, presented secret), so a busy client does not pay
+//! argon2 on every request and a wrong secret does not cost argon2 twice.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use axum::http::{HeaderMap, header};
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::digest::{SHA256, digest};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use super::error::OAuthError;
+use super::form::{OAuthForm, decode_component};
+use super::jwt::Audience;
+use crate::config::{ClientConfig, Config, GrantType};
+
+/// How many argon2 verifications may run at once (each takes ~19 MiB and a
+/// core for tens of milliseconds).
+const ARGON2_CONCURRENCY: usize = 2;
+/// Cached argon2 outcomes per kind before the cache is cleared.
+const ARGON2_CACHE_MAX: usize = 4096;
+
+/// A stored client secret.
+#[derive(Clone)]
+enum SecretHash {
+    Sha256([u8; 32]),
+    Argon2(Arc<str>),
+}
+
+/// A registered client, with its configuration resolved.
+#[derive(Clone)]
+pub struct Client {
+    /// The client id.
+    pub id: String,
+    secret: SecretHash,
+    /// Grants it may use.
+    pub grants: Vec<GrantType>,
+    /// Scopes it may request.
+    pub scopes: Vec<String>,
+    /// Scopes granted when none are requested.
+    pub default_scopes: Vec<String>,
+    /// `aud` of its access tokens.
+    pub audience: Audience,
+    /// Access token lifetime, seconds.
+    pub access_ttl: u64,
+    /// Refresh token lifetime, seconds.
+    pub refresh_ttl: u64,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every client, plus the argon2 machinery.
+pub struct Clients {
+    by_id: HashMap<String, Arc<Client>>,
+    argon2_ok: Mutex<HashSet<[u8; 32]>>,
+    argon2_bad: Mutex<HashSet<[u8; 32]>>,
+    argon2_slots: Semaphore,
+}
+
+/// Why a `secret_hash` is unusable.
+#[derive(Debug, thiserror::Error)]
+#[error("client {0:?}: secret_hash must be sha256:<64 hex digits> or an argon2 PHC string")]
+pub struct BadSecretHash(String);
+
+// === impl Clients ===
+
+impl Clients {
+    /// Resolves `[[clients]]` against the defaults of `config`.
+    pub fn new(config: &Config) -> Result<Clients, BadSecretHash> {
+        let mut by_id = HashMap::new();
+        for c in &config.clients {
+            let client = resolve(config, c)?;
+            by_id.insert(c.id.clone(), Arc::new(client));
+        }
+        Ok(Clients {
+            by_id,
+            argon2_ok: Mutex::new(HashSet::new()),
+            argon2_bad: Mutex::new(HashSet::new()),
+            argon2_slots: Semaphore::new(ARGON2_CONCURRENCY),
+        })
+    }
+
+    /// Every client (metadata, lifetimes).
+    pub fn iter(&self) -> impl Iterator<Item = &Client> {
+        self.by_id.values().map(|c| &**c)
+    }
+
+    /// Authenticates the request's client: exactly one method, the secret
+    /// checked in constant time.
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        form: &OAuthForm,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let (id, secret) = presented_credentials(headers, form)?;
+        let Some(client) = self.by_id.get(&id) else {
+            // Same work as a real check, so unknown ids do not answer faster.
+            let _ = sha256_matches(&[0; 32], &secret);
+            return Err(OAuthError::InvalidClient);
+        };
+        let ok = match &client.secret {
+            SecretHash::Sha256(stored) => sha256_matches(stored, &secret),
+            SecretHash::Argon2(phc) => self.argon2_matches(&client.id, phc, secret).await?,
+        };
+        if ok {
+            Ok(client.clone())
+        } else {
+            Err(OAuthError::InvalidClient)
+        }
+    }
+
+    async fn argon2_matches(
+        &self,
+        id: &str,
+        phc: &Arc<str>,
+        secret: String,
+    ) -> Result<bool, OAuthError> {
+        let cache_key = {
+            let mut ctx = ring::digest::Context::new(&SHA256);
+            for part in [id.as_bytes(), phc.as_bytes(), secret.as_bytes()] {
+                ctx.update(&(part.len() as u64).to_be_bytes());
+                ctx.update(part);
+            }
+            let mut key = [0u8; 32];
+            key.copy_from_slice(ctx.finish().as_ref());
+            key
+        };
+        if lock(&self.argon2_ok).contains(&cache_key) {
+            return Ok(true);
+        }
+        if lock(&self.argon2_bad).contains(&cache_key) {
+            return Ok(false);
+        }
+        let ok = self.verify_argon2(phc.clone(), secret).await?;
+        let cache = if ok {
+            &self.argon2_ok
+        } else {
+            &self.argon2_bad
+        };
+        let mut cache = lock(cache);
+        if cache.len() >= ARGON2_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(cache_key);
+        Ok(ok)
+    }
+}
+
+impl Clients {
+    /// Verifies `password` against an argon2 PHC string on the blocking
+    /// pool, at most `ARGON2_CONCURRENCY` (2) at a time, so a flood of
+    /// password or secret guesses queues instead of taking every core and
+    /// ~19 MiB per attempt. The password grant uses it too.
+    pub async fn verify_argon2(&self, phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
+        let _slot = self
+            .argon2_slots
+            .acquire()
+            .await
+            .map_err(|_| OAuthError::Internal("argon2 semaphore closed".into()))?;
+        verify_argon2(phc, password).await
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Verifies `password` against an argon2 PHC string on the blocking pool.
+async fn verify_argon2(phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
+    tokio::task::spawn_blocking(move || {
+        use argon2::{Argon2, PasswordHash, PasswordVerifier};
+        let Ok(hash) = PasswordHash::new(&phc) else {
+            return false;
+        };
+        Argon2::default()
+            .verify_password(password.as_bytes(), &hash)
+            .is_ok()
+    })
+    .await
+    .map_err(|e| OAuthError::Internal(format!("argon2 task: {e}")))
+}
+
+fn sha256_matches(stored: &[u8; 32], secret: &str) -> bool {
+    let presented = digest(&SHA256, secret.as_bytes());
+    // Both sides are 32 bytes, so ct_eq never returns early on length.
+    bool::from(stored.as_slice().ct_eq(presented.as_ref()))
+}
+
+/// The client id and secret of the request, from exactly one method.
+fn presented_credentials(
+    headers: &HeaderMap,
+    form: &OAuthForm,
+) -> Result<(String, String), OAuthError> {
+    let basic = basic_credentials(headers)?;
+    match (basic, form.get("client_secret")) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "use one client authentication method, not two",
+        )),
+        (Some((id, secret)), None) => {
+            if form.get("client_id").is_some_and(|body_id| body_id != id) {
+                return Err(OAuthError::invalid_request(
+                    "client_id does not match the Authorization header",
+                ));
+            }
+            Ok((id, secret))
+        }
+        (None, Some(secret)) => {
+            let id = form.get("client_id").ok_or(OAuthError::InvalidClient)?;
+            Ok((id.to_owned(), secret.to_owned()))
+        }
+        (None, None) => Err(OAuthError::InvalidClient),
+    }
+}
+
+/// `Authorization: Basic …` with the id and secret form-urldecoded
+/// (RFC 6749 §2.3.1). `None` when there is no Basic header; a malformed one
+/// is `invalid_client`.
+fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OAuthError> {
+    let mut values = headers.get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(OAuthError::invalid_request("repeated Authorization header"));
+    }
+    let value = value.to_str().map_err(|_| OAuthError::InvalidClient)?;
+    let Some((scheme, rest)) = value.split_once(' ') else {
+        return Err(OAuthError::InvalidClient);
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(OAuthError::InvalidClient);
+    }
+    let decoded = STANDARD
+        .decode(rest.trim())
+        .map_err(|_| OAuthError::InvalidClient)?;
+    let colon = decoded
+        .iter()
+        .position(|&b| b == b':')
+        .ok_or(OAuthError::InvalidClient)?;
+    let id = decode_component(&decoded[..colon]).ok_or(OAuthError::InvalidClient)?;
+    let secret = decode_component(&decoded[colon + 1..]).ok_or(OAuthError::InvalidClient)?;
+    if id.is_empty() {
+        return Err(OAuthError::InvalidClient);
+    }
+    Ok(Some((id, secret)))
+}
+
+fn resolve(config: &Config, c: &ClientConfig) -> Result<Client, BadSecretHash> {
+    let secret = parse_secret_hash(&c.secret_hash).ok_or_else(|| BadSecretHash(c.id.clone()))?;
+    let audience = if c.audience.is_empty() {
+        Audience::One(config.issuer.clone())
+    } else {
+        Audience::from_list(&c.audience)
+    };
+    Ok(Client {
+        id: c.id.clone(),
+        secret,
+        grants: c.grants.clone(),
+        scopes: c.scopes.clone(),
+        default_scopes: c.default_scopes.clone().unwrap_or_else(|| c.scopes.clone()),
+        audience,
+        access_ttl: c
+            .access_ttl
+            .unwrap_or(config.tokens.access_ttl)
+            .as_secs()
+            .max(1),
+        refresh_ttl: c
+            .refresh_ttl
+            .unwrap_or(config.tokens.refresh_ttl)
+            .as_secs()
+            .max(1),
+    })
+}
+
+fn parse_secret_hash(s: &str) -> Option<SecretHash> {
+    if let Some(hex) = s.strip_prefix("sha256:") {
+        let mut out = [0u8; 32];
+        if hex.len() != 64 {
+            return None;
+        }
+        for (i, byte) in out.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+        }
+        Some(SecretHash::Sha256(out))
+    } else if s.starts_with("$argon2") {
+        argon2::PasswordHash::new(s).ok()?;
+        Some(SecretHash::Argon2(s.into()))
+    } else {
+        None
+    }
+}
+
+/// A fresh client secret (256 random bits, base64url) and its
+/// `sha256:<hex>` hash for the config (`revokd client new`).
+pub fn new_client_secret() -> Result<(String, String), OAuthError> {
+    let mut bytes = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| OAuthError::Internal("random generator failed".into()))?;
+    let secret = URL_SAFE_NO_PAD.encode(bytes);
+    Ok((secret.clone(), sha256_secret_hash(&secret)))
+}
+
+/// `sha256:<hex>` of a secret, the form `secret_hash` takes.
+pub fn sha256_secret_hash(secret: &str) -> String {
+    let d = digest(&SHA256, secret.as_bytes());
+    let mut out = String::from("sha256:");
+    for b in d.as_ref() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn basic(raw: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        let v = format!("Basic {}", STANDARD.encode(raw));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_str(&v).unwrap());
+        h
+    }
+
+    #[test]
+    fn basic_credentials_are_form_urldecoded() {
+        let got = basic_credentials(&basic("my%20client:p%3Ass+word")).unwrap();
+        assert_eq!(got, Some(("my client".into(), "p:ss word".into())));
+    }
+
+    #[test]
+    fn malformed_basic_is_invalid_client() {
+        for raw in ["nocolon", ":secret", "a:%zz"] {
+            let err = basic_credentials(&basic(raw)).unwrap_err();
+            assert_eq!(err.code(), "invalid_client", "{raw}");
+        }
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic !!!"));
+        assert_eq!(basic_credentials(&h).unwrap_err().code(), "invalid_client");
+    }
+
+    #[test]
+    fn two_methods_are_an_invalid_request() {
+        let form = OAuthForm::parse(b"client_id=a&client_secret=b").unwrap();
+        let err = presented_credentials(&basic("a:b"), &form).unwrap_err();
+        assert_eq!(err.code(), "invalid_request");
+    }
+
+    #[test]
+    fn sha256_hashes_round_trip() {
+        let (secret, hash) = new_client_secret().unwrap();
+        let Some(SecretHash::Sha256(stored)) = parse_secret_hash(&hash) else {
+            panic!("not sha256");
+        };
+        assert!(sha256_matches(&stored, &secret));
+        assert!(!sha256_matches(&stored, "wrong"));
+        assert!(parse_secret_hash("sha256:abcd").is_none());
+    }
+}

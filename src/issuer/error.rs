@@ -1,0 +1,166 @@
+//! One error type for every issuer endpoint, and the one place that turns it
+//! into an HTTP response: RFC 6749 §5.2 JSON with `Cache-Control: no-store`.
+//!
+//! 5xx bodies stay generic; their cause is logged here (never a token or a
+//! secret: no variant carries one).
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+/// Every way an issuer request can fail. The `Display` form starts with the
+/// RFC 6749 error code.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OAuthError {
+    /// 400 `invalid_request`: missing, repeated or malformed parameters.
+    #[error("invalid_request: {0}")]
+    InvalidRequest(Cow<'static, str>),
+    /// 401 `invalid_client`: client authentication failed.
+    #[error("invalid_client")]
+    InvalidClient,
+    /// 400 `invalid_grant`: a bad, expired, revoked or foreign grant.
+    #[error("invalid_grant: {0}")]
+    InvalidGrant(&'static str),
+    /// 400 `unauthorized_client`: the client may not use this grant, or is
+    /// disabled.
+    #[error("unauthorized_client: {0}")]
+    UnauthorizedClient(&'static str),
+    /// 400 `unsupported_grant_type`.
+    #[error("unsupported_grant_type")]
+    UnsupportedGrantType,
+    /// 400 `invalid_scope`.
+    #[error("invalid_scope")]
+    InvalidScope,
+    /// 401 `invalid_token` (RFC 6750): the admin API's bearer token is bad.
+    #[error("invalid_token")]
+    InvalidToken,
+    /// 403 `insufficient_scope` (RFC 6750).
+    #[error("insufficient_scope")]
+    InsufficientScope,
+    /// 413: the body is over the limit.
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// 404: no such rule (admin API) or route.
+    #[error("not_found")]
+    NotFound,
+    /// 503 `temporarily_unavailable`: the revocation store failed.
+    #[error("temporarily_unavailable: {0}")]
+    Store(#[from] StoreError),
+    /// 500 `server_error`: a bug or a broken host; the cause is logged.
+    #[error("server_error: {0}")]
+    Internal(String),
+}
+
+/// The error code a response carried, left in the response's extensions so
+/// the metrics middleware can count it.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_description: Option<&'a str>,
+}
+
+impl OAuthError {
+    /// A shorthand for [`OAuthError::InvalidRequest`].
+    pub fn invalid_request(why: impl Into<Cow<'static, str>>) -> OAuthError {
+        OAuthError::InvalidRequest(why.into())
+    }
+
+    /// The RFC error code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) | OAuthError::PayloadTooLarge => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::InvalidToken => "invalid_token",
+            OAuthError::InsufficientScope => "insufficient_scope",
+            OAuthError::NotFound => "not_found",
+            OAuthError::Store(_) => "temporarily_unavailable",
+            OAuthError::Internal(_) => "server_error",
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            OAuthError::InvalidClient | OAuthError::InvalidToken => StatusCode::UNAUTHORIZED,
+            OAuthError::InsufficientScope => StatusCode::FORBIDDEN,
+            OAuthError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            OAuthError::NotFound => StatusCode::NOT_FOUND,
+            OAuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn description(&self) -> Option<&str> {
+        match self {
+            OAuthError::InvalidRequest(why) => Some(why),
+            OAuthError::InvalidClient => Some("client authentication failed"),
+            OAuthError::InvalidGrant(why) | OAuthError::UnauthorizedClient(why) => Some(why),
+            OAuthError::UnsupportedGrantType => Some("unsupported grant_type"),
+            OAuthError::InvalidScope => Some("the requested scope is not allowed"),
+            OAuthError::InvalidToken => Some("a valid bearer access token is required"),
+            OAuthError::InsufficientScope => Some("the token lacks the required scope"),
+            OAuthError::PayloadTooLarge => Some("request body too large"),
+            OAuthError::NotFound => Some("not found"),
+            OAuthError::Store(_) => Some("revocation store unavailable, retry later"),
+            OAuthError::Internal(_) => None,
+        }
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        match &self {
+            OAuthError::Store(e) => tracing::warn!(error = %e, "revocation store failed"),
+            OAuthError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            _ => tracing::debug!(error = self.code(), "request refused"),
+        }
+        let body = Body {
+            error: self.code(),
+            error_description: self.description(),
+        };
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        match self {
+            OAuthError::InvalidClient => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"revokd\", charset=\"UTF-8\""),
+                );
+            }
+            OAuthError::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"revokd\", error=\"invalid_token\""),
+                );
+            }
+            OAuthError::InsufficientScope => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"revokd\", error=\"insufficient_scope\", scope=\"revokd:admin\"",
+                    ),
+                );
+            }
+            _ => {}
+        }
+        response.extensions_mut().insert(ErrorCode(self.code()));
+        response
+    }
+}

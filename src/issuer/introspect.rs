@@ -1,0 +1,60 @@
+//! `POST /oauth2/introspect`: RFC 7662, client authentication required.
+//!
+//! Only access tokens are reported active: a refresh token is never a
+//! bearer credential, so introspecting one answers `{"active": false}` and a
+//! resource server that introspects what it was handed cannot be fooled by
+//! it. An inactive token answers exactly `{"active": false}`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use super::error::OAuthError;
+use super::form::OAuthForm;
+use super::jwt::{self, TokenKind};
+use crate::clock;
+
+/// The handler.
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<Response, OAuthError> {
+    state.clients.authenticate(&headers, &form).await?;
+    let token = form.require("token")?;
+    let active = jwt::verify(
+        &state.keys,
+        &state.config.issuer,
+        token,
+        Some(TokenKind::Access),
+    )
+    .filter(|(_, claims)| {
+        state
+            .denylist
+            .is_revoked(&claims.token_keys(), clock::now_secs())
+            .is_none()
+    });
+    let body = match active {
+        None => json!({"active": false}),
+        Some((_, c)) => json!({
+            "active": true,
+            "scope": c.scope,
+            "client_id": c.client_id,
+            "sub": c.sub,
+            "aud": c.aud,
+            "iss": c.iss,
+            "exp": c.exp,
+            "iat": c.iat,
+            "jti": c.jti,
+            "token_type": "Bearer",
+        }),
+    };
+    let mut response = Json(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

@@ -1,0 +1,294 @@
+//! The authorization server: an axum app over an [`AppState`].
+//!
+//! | path | module |
+//! |---|---|
+//! | `POST /oauth2/token` | [`token`] |
+//! | `POST /oauth2/revoke`, `POST /revoke` | [`revoke`] |
+//! | `POST /oauth2/introspect` | [`introspect`] |
+//! | `GET /.well-known/oauth-authorization-server`, `GET /.well-known/jwks.json`, `/healthz`, `/readyz`, `/metrics` | [`metadata`] |
+//! | `POST/DELETE /admin/revocations`, `GET /admin/revocations/{key}` | [`admin`] |
+//!
+//! Every error goes through [`error::OAuthError`]; every request body is
+//! capped at [`BODY_LIMIT`] bytes (413 above it).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use prometheus::Registry;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::config::{Config, UserConfig};
+use crate::denylist::Denylist;
+use crate::keys::KeySet;
+use crate::metrics::IssuerMetrics;
+use crate::store::RevocationStore;
+use crate::store::memory::MemoryStore;
+
+pub mod admin;
+pub mod client_auth;
+pub mod error;
+pub mod form;
+pub mod introspect;
+pub mod jwt;
+pub mod metadata;
+pub mod revoke;
+pub mod token;
+
+use client_auth::Clients;
+use error::{ErrorCode, OAuthError};
+
+/// Largest request body accepted, in bytes.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Longest a request may take before it is answered 503.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything the handlers share; built once at start-up.
+pub struct App {
+    /// The configuration it was built from.
+    pub config: Config,
+    /// Signing and verification keys.
+    pub keys: KeySet,
+    /// Where revocations are written.
+    pub store: Arc<dyn RevocationStore>,
+    /// The revocation check, the same one resource servers embed.
+    pub denylist: Denylist,
+    /// Registered clients and their authentication.
+    pub clients: Clients,
+    /// Users of the password grant, by name.
+    pub users: std::collections::HashMap<String, Arc<str>>,
+    /// A real user's hash, checked for unknown usernames so they cost the
+    /// same as known ones.
+    pub dummy_password_hash: Option<Arc<str>>,
+    /// Issuer metrics.
+    pub metrics: IssuerMetrics,
+    /// The registry `/metrics` renders.
+    pub registry: Registry,
+    /// The latest `exp` any token can have, relative to its `iat` (seconds):
+    /// how long a rule must live to cover every token it can affect.
+    pub max_token_lifetime: u64,
+    /// The RFC 8414 document, serialised once.
+    pub metadata_json: String,
+}
+
+/// The shared state handed to every handler: a cheap clone of an `Arc<App>`.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+/// Why the app could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// A client's secret hash is unusable.
+    #[error(transparent)]
+    Client(#[from] client_auth::BadSecretHash),
+    /// Metrics could not be registered.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A user's password hash is not an argon2 PHC string.
+    #[error("user {0:?}: password_hash must be an argon2 PHC string")]
+    User(String),
+}
+
+// === impl AppState ===
+
+impl AppState {
+    /// Builds the state from its parts.
+    pub fn new(
+        config: Config,
+        keys: KeySet,
+        store: Arc<dyn RevocationStore>,
+        denylist: Denylist,
+        registry: Registry,
+    ) -> Result<AppState, SetupError> {
+        let clients = Clients::new(&config)?;
+        let metrics = IssuerMetrics::register(&registry)?;
+        let mut users = std::collections::HashMap::new();
+        for UserConfig {
+            username,
+            password_hash,
+        } in &config.users
+        {
+            if argon2::PasswordHash::new(password_hash).is_err() {
+                return Err(SetupError::User(username.clone()));
+            }
+            users.insert(username.clone(), Arc::<str>::from(password_hash.as_str()));
+        }
+        let dummy_password_hash = config
+            .users
+            .first()
+            .map(|u| Arc::<str>::from(u.password_hash.as_str()));
+        let max_token_lifetime = clients
+            .iter()
+            .map(|c| c.access_ttl.max(c.refresh_ttl))
+            .chain([
+                config.tokens.access_ttl.as_secs(),
+                config.tokens.refresh_ttl.as_secs(),
+            ])
+            .max()
+            .unwrap_or(0);
+        let metadata_json = metadata::document(&config, &keys, &clients).to_string();
+        Ok(AppState(Arc::new(App {
+            config,
+            keys,
+            store,
+            denylist,
+            clients,
+            users,
+            dummy_password_hash,
+            metrics,
+            registry,
+            max_token_lifetime,
+            metadata_json,
+        })))
+    }
+
+    /// The embedded default: an in-memory store feeding a fresh denylist,
+    /// metrics on a fresh registry.
+    pub fn in_memory(config: Config, keys: KeySet) -> Result<AppState, SetupError> {
+        let denylist = Denylist::new();
+        let store = Arc::new(MemoryStore::new(denylist.clone()));
+        AppState::new(config, keys, store, denylist, Registry::new())
+    }
+}
+
+/// The issuer's routes with every layer.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/oauth2/token", post(token::token))
+        .route("/oauth2/revoke", post(revoke::revoke))
+        .route("/revoke", post(revoke::revoke))
+        .route("/oauth2/introspect", post(introspect::introspect))
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(metadata::metadata),
+        )
+        .route("/.well-known/jwks.json", get(metadata::jwks))
+        .route(
+            "/admin/revocations",
+            post(admin::create).delete(admin::delete_by_body),
+        )
+        .route(
+            "/admin/revocations/{*key}",
+            get(admin::read).delete(admin::delete_by_path),
+        )
+        .route("/healthz", get(metadata::healthz))
+        .route("/readyz", get(metadata::readyz))
+        .route("/metrics", get(metadata::metrics))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                OAuthError::Internal("handler panicked".into()).into_response()
+            },
+        ))
+        .with_state(state)
+}
+
+async fn not_found() -> OAuthError {
+    OAuthError::NotFound
+}
+
+/// Records the request's duration and any OAuth error code, and turns the
+/// framework's own bare 4xx answers (405, …) into RFC 6749 JSON.
+async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let mut response = next.run(req).await;
+    let status = response.status();
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    if let Some(code) = code {
+        state.metrics.token_errors.with_label_values(&[code]).inc();
+    } else if status.is_client_error() || status.is_server_error() {
+        response = jsonify(response);
+    }
+    state
+        .metrics
+        .http_request_duration
+        .with_label_values(&[route.as_str(), status.as_str()])
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Replaces the body of a bare error response with RFC 6749 JSON, keeping
+/// its status and headers (`Allow` on a 405).
+fn jsonify(response: Response) -> Response {
+    let (mut parts, _) = response.into_parts();
+    let error = match parts.status {
+        StatusCode::SERVICE_UNAVAILABLE => "temporarily_unavailable",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "server_error",
+        _ => "invalid_request",
+    };
+    let reason = parts.status.canonical_reason().unwrap_or("error");
+    let body = serde_json::json!({"error": error, "error_description": reason}).to_string();
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts
+        .headers
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// 128 random bits, base64url without padding (22 characters): `jti`,
+/// `sid`, ephemeral kids.
+pub fn random_id() -> Result<String, OAuthError> {
+    let mut bytes = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| OAuthError::Internal("random generator failed".into()))?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Spawns the task that maintains the denylist every `period` (drops
+/// expired rules, rebuilds its filter when stale); it ends when `shutdown`
+/// resolves.
+pub fn spawn_expiry(
+    denylist: Denylist,
+    period: Duration,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tick.tick() => {
+                    let done = denylist.maintain(crate::clock::now_secs());
+                    if done.expired > 0 || done.rebuilt {
+                        tracing::debug!(expired = done.expired, rebuilt = done.rebuilt, "denylist maintained");
+                    }
+                }
+            }
+        }
+    })
+}

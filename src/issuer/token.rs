@@ -1,0 +1,289 @@
+//! `POST /oauth2/token`: `client_credentials`, `password` and
+//! `refresh_token` with rotation and reuse detection.
+//!
+//! Rotation: every refresh returns a new refresh token (same `sid`, new
+//! `jti`) and retires the presented one in the store. A retired refresh
+//! token presented again is reuse: the answer is `invalid_grant` and the
+//! whole session (`sid` rule) is revoked, so the thief's and the victim's
+//! tokens all die.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::client_auth::Client;
+use super::error::OAuthError;
+use super::form::OAuthForm;
+use super::jwt::{self, Audience, Claims, TokenKind};
+use super::{AppState, random_id};
+use crate::clock;
+use crate::config::GrantType;
+use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey, TokenKeys};
+use crate::store::RefreshUse;
+
+/// RFC 6749 §5.1 success body.
+#[derive(Debug, Serialize)]
+pub struct TokenResponse {
+    /// The access token (a JWT, `typ: at+jwt`).
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// The granted scopes, space-separated.
+    pub scope: String,
+    /// The refresh token (a JWT, `typ: rt+jwt`), for grants that get one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+}
+
+impl IntoResponse for TokenResponse {
+    fn into_response(self) -> Response {
+        let mut response = Json(self).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        response
+    }
+}
+
+/// The handler.
+pub async fn token(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: OAuthForm,
+) -> Result<TokenResponse, OAuthError> {
+    let client = state.clients.authenticate(&headers, &form).await?;
+    let grant = match form.require("grant_type")? {
+        "client_credentials" => GrantType::ClientCredentials,
+        "password" => GrantType::Password,
+        "refresh_token" => GrantType::RefreshToken,
+        _ => return Err(OAuthError::UnsupportedGrantType),
+    };
+    if !client.grants.contains(&grant) {
+        return Err(OAuthError::UnauthorizedClient(
+            "the client may not use this grant type",
+        ));
+    }
+    let response = match grant {
+        GrantType::ClientCredentials => client_credentials(&state, &client, &form)?,
+        GrantType::Password => password(&state, &client, &form).await?,
+        GrantType::RefreshToken => refresh(&state, &client, &form).await?,
+    };
+    state
+        .metrics
+        .tokens_issued
+        .with_label_values(&[grant.as_str(), client.id.as_str()])
+        .inc();
+    Ok(response)
+}
+
+fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    form: &OAuthForm,
+) -> Result<TokenResponse, OAuthError> {
+    let scope = granted_scope(form.get("scope"), &client.scopes, &client.default_scopes)?;
+    // RFC 9068 §2.2: with no resource owner, `sub` names the client.
+    // RFC 6749 §4.4.3: no refresh token.
+    issue(state, client, &client.id, scope, &random_id()?, false)
+}
+
+async fn password(
+    state: &AppState,
+    client: &Client,
+    form: &OAuthForm,
+) -> Result<TokenResponse, OAuthError> {
+    let username = form.require("username")?;
+    let password = form.require("password")?;
+    let scope = granted_scope(form.get("scope"), &client.scopes, &client.default_scopes)?;
+    let known = state.users.get(username);
+    let hash = known
+        .or(state.dummy_password_hash.as_ref())
+        .ok_or(OAuthError::InvalidGrant(
+            "invalid resource owner credentials",
+        ))?
+        .clone();
+    let ok = state
+        .clients
+        .verify_argon2(hash, password.to_owned())
+        .await?;
+    if !ok || known.is_none() {
+        return Err(OAuthError::InvalidGrant(
+            "invalid resource owner credentials",
+        ));
+    }
+    issue(state, client, username, scope, &random_id()?, true)
+}
+
+async fn refresh(
+    state: &AppState,
+    client: &Client,
+    form: &OAuthForm,
+) -> Result<TokenResponse, OAuthError> {
+    const BAD: OAuthError = OAuthError::InvalidGrant("invalid refresh token");
+    let presented = form.require("refresh_token")?;
+    let Some((_, old)) = jwt::verify(
+        &state.keys,
+        &state.config.issuer,
+        presented,
+        Some(TokenKind::Refresh),
+    ) else {
+        return Err(BAD);
+    };
+    // Another client's refresh token changes nothing.
+    if old.client_id != client.id {
+        return Err(BAD);
+    }
+    let now = clock::now_secs();
+    if state.denylist.is_revoked(&old.token_keys(), now).is_some() {
+        return Err(BAD);
+    }
+    let allowed: Vec<String> = old
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let scope = granted_scope(form.get("scope"), &allowed, &allowed)?;
+    let ttl = Duration::from_secs(old.exp.saturating_sub(now).max(1));
+    match state.store.mark_refresh_used(&old.jti, ttl).await? {
+        RefreshUse::First => {}
+        RefreshUse::Reused => {
+            state.metrics.refresh_reuse_detected.inc();
+            let rule = Rule {
+                key: RuleKey::Sid(old.sid.clone()),
+                revoked_before: RevokedBefore::All,
+                expires_at: now.saturating_add(client.access_ttl.max(client.refresh_ttl)),
+            };
+            state.store.revoke(rule).await?;
+            state
+                .metrics
+                .revocations
+                .with_label_values(&[KeyKind::Sid.as_str(), "reuse"])
+                .inc();
+            tracing::warn!(client_id = %client.id, "refresh token reuse: session revoked");
+            return Err(OAuthError::InvalidGrant(
+                "refresh token reused: the session is revoked",
+            ));
+        }
+    }
+    issue(state, client, &old.sub, scope, &old.sid, true)
+}
+
+/// Signs an access token (and a refresh token when `with_refresh`) for
+/// `sub`, unless a rule already revokes tokens for its keys (a disabled
+/// client, a revoked user).
+fn issue(
+    state: &AppState,
+    client: &Client,
+    sub: &str,
+    scope: String,
+    sid: &str,
+    with_refresh: bool,
+) -> Result<TokenResponse, OAuthError> {
+    let now = clock::now_secs();
+    let jti = random_id()?;
+    let keys = TokenKeys {
+        jti: &jti,
+        sid: Some(sid),
+        sub: Some(sub),
+        client_id: &client.id,
+        iat: now,
+    };
+    if let Some(revoked) = state.denylist.is_revoked(&keys, now) {
+        return Err(match revoked.kind {
+            KeyKind::Client => OAuthError::UnauthorizedClient("the client is disabled"),
+            _ => OAuthError::InvalidGrant("tokens for this grant are revoked"),
+        });
+    }
+    let issuer = &state.config.issuer;
+    let access = Claims {
+        iss: issuer.clone(),
+        sub: sub.to_owned(),
+        aud: client.audience.clone(),
+        client_id: client.id.clone(),
+        scope,
+        iat: now,
+        exp: now.saturating_add(client.access_ttl),
+        jti,
+        sid: sid.to_owned(),
+    };
+    let access_token = sign(state, TokenKind::Access, &access)?;
+    let refresh_token = if with_refresh {
+        let refresh = Claims {
+            aud: Audience::One(issuer.clone()),
+            exp: now.saturating_add(client.refresh_ttl),
+            jti: random_id()?,
+            ..access.clone()
+        };
+        Some(sign(state, TokenKind::Refresh, &refresh)?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: client.access_ttl,
+        scope: access.scope,
+        refresh_token,
+    })
+}
+
+fn sign(state: &AppState, kind: TokenKind, claims: &Claims) -> Result<String, OAuthError> {
+    jwt::sign(&state.keys, kind, claims).map_err(|e| OAuthError::Internal(e.to_string()))
+}
+
+/// RFC 6749 §3.3: the requested scopes must all be allowed; none requested
+/// means the defaults. The result keeps the request's order, deduplicated.
+pub fn granted_scope(
+    requested: Option<&str>,
+    allowed: &[String],
+    defaults: &[String],
+) -> Result<String, OAuthError> {
+    let Some(requested) = requested else {
+        return Ok(defaults.join(" "));
+    };
+    let mut granted: Vec<&str> = Vec::new();
+    for s in requested.split(' ') {
+        let valid = !s.is_empty()
+            && s.bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5b).contains(&b) || (0x5d..=0x7e).contains(&b));
+        if !valid || !allowed.iter().any(|a| a == s) {
+            return Err(OAuthError::InvalidScope);
+        }
+        if !granted.contains(&s) {
+            granted.push(s);
+        }
+    }
+    Ok(granted.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_must_be_a_subset() {
+        let allowed = vec!["read".to_owned(), "write".to_owned()];
+        let defaults = vec!["read".to_owned()];
+        assert_eq!(granted_scope(None, &allowed, &defaults).unwrap(), "read");
+        assert_eq!(
+            granted_scope(Some("write read write"), &allowed, &defaults).unwrap(),
+            "write read"
+        );
+        for bad in ["admin", "read  write", "read\"", ""] {
+            assert_eq!(
+                granted_scope(Some(bad), &allowed, &defaults)
+                    .unwrap_err()
+                    .code(),
+                "invalid_scope",
+                "{bad:?}"
+            );
+        }
+    }
+}

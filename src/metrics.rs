@@ -1,0 +1,176 @@
+//! Every Prometheus metric, declared once, registered on a
+//! [`prometheus::Registry`] the caller passes in (never the global
+//! one: an embedding resource server has its own).
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    exponential_buckets,
+};
+
+/// The issuer's metrics (contract names, prefix `revokd_`).
+#[derive(Clone, Debug)]
+pub struct IssuerMetrics {
+    /// `revokd_tokens_issued_total{grant_type,client_id}`: token responses.
+    /// `client_id` only ever carries configured (authenticated) ids.
+    pub tokens_issued: IntCounterVec,
+    /// `revokd_token_errors_total{error}`: OAuth error responses by code.
+    pub token_errors: IntCounterVec,
+    /// `revokd_revocations_total{kind,source}`: rules written, by key kind
+    /// and by what caused them (`revoke`, `reuse`, `admin`).
+    pub revocations: IntCounterVec,
+    /// `revokd_refresh_reuse_detected_total`: retired refresh tokens
+    /// presented again.
+    pub refresh_reuse_detected: IntCounter,
+    /// `revokd_http_request_duration_seconds{route,status}`.
+    pub http_request_duration: HistogramVec,
+}
+
+impl IssuerMetrics {
+    /// Creates the metrics and registers them on `registry`.
+    pub fn register(registry: &Registry) -> Result<IssuerMetrics, prometheus::Error> {
+        let tokens_issued = IntCounterVec::new(
+            Opts::new(
+                "revokd_tokens_issued_total",
+                "Tokens issued, by grant and client",
+            ),
+            &["grant_type", "client_id"],
+        )?;
+        let token_errors = IntCounterVec::new(
+            Opts::new(
+                "revokd_token_errors_total",
+                "OAuth error responses, by error code",
+            ),
+            &["error"],
+        )?;
+        let revocations = IntCounterVec::new(
+            Opts::new(
+                "revokd_revocations_total",
+                "Revocation rules written, by key kind and source",
+            ),
+            &["kind", "source"],
+        )?;
+        let refresh_reuse_detected = IntCounter::new(
+            "revokd_refresh_reuse_detected_total",
+            "Retired refresh tokens presented again (the session was revoked)",
+        )?;
+        let http_request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "revokd_http_request_duration_seconds",
+                "HTTP request duration, by route and status",
+            )
+            // 50 µs .. ~1.6 s
+            .buckets(exponential_buckets(0.000_05, 2.0, 16)?),
+            &["route", "status"],
+        )?;
+        registry.register(Box::new(tokens_issued.clone()))?;
+        registry.register(Box::new(token_errors.clone()))?;
+        registry.register(Box::new(revocations.clone()))?;
+        registry.register(Box::new(refresh_reuse_detected.clone()))?;
+        registry.register(Box::new(http_request_duration.clone()))?;
+        Ok(IssuerMetrics {
+            tokens_issued,
+            token_errors,
+            revocations,
+            refresh_reuse_detected,
+            http_request_duration,
+        })
+    }
+}
+
+// === denylist and subscriber ===
+
+/// The denylist and subscriber metrics of the contract, registered on the
+/// embedding application's registry.
+#[derive(Clone)]
+pub struct DenylistMetrics {
+    /// `revokd_denylist_rules`
+    pub(crate) rules: IntGauge,
+    /// `revokd_denylist_bloom_bits`
+    pub(crate) bloom_bits: IntGauge,
+    /// `revokd_denylist_events_applied_total`
+    pub(crate) events_applied: IntCounter,
+    /// `revokd_denylist_resyncs_total{reason}`
+    pub(crate) resyncs: IntCounterVec,
+    /// `revokd_denylist_staleness_seconds`
+    pub(crate) staleness: prometheus::Gauge,
+    /// `revokd_denylist_propagation_seconds`
+    pub(crate) propagation: Histogram,
+    /// `revokd_redis_connected`
+    pub(crate) redis_connected: IntGauge,
+}
+
+impl DenylistMetrics {
+    /// Creates the metrics and registers them on `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<DenylistMetrics> {
+        let metrics = DenylistMetrics {
+            rules: IntGauge::new("revokd_denylist_rules", "Rules held by the denylist")?,
+            bloom_bits: IntGauge::new(
+                "revokd_denylist_bloom_bits",
+                "Size of the denylist's bloom filters in bits",
+            )?,
+            events_applied: IntCounter::new(
+                "revokd_denylist_events_applied_total",
+                "Revocation events applied to the denylist",
+            )?,
+            resyncs: IntCounterVec::new(
+                Opts::new(
+                    "revokd_denylist_resyncs_total",
+                    "Full resyncs with Redis, by reason",
+                ),
+                &["reason"],
+            )?,
+            staleness: prometheus::Gauge::new(
+                "revokd_denylist_staleness_seconds",
+                "Seconds since the denylist last proved it was in sync with Redis",
+            )?,
+            propagation: Histogram::with_opts(
+                HistogramOpts::new(
+                    "revokd_denylist_propagation_seconds",
+                    "Time from an event's publication to its application here",
+                )
+                .buckets(vec![
+                    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+                ]),
+            )?,
+            redis_connected: IntGauge::new(
+                "revokd_redis_connected",
+                "1 while the subscriber holds a Redis connection",
+            )?,
+        };
+        registry.register(Box::new(metrics.rules.clone()))?;
+        registry.register(Box::new(metrics.bloom_bits.clone()))?;
+        registry.register(Box::new(metrics.events_applied.clone()))?;
+        registry.register(Box::new(metrics.resyncs.clone()))?;
+        registry.register(Box::new(metrics.staleness.clone()))?;
+        registry.register(Box::new(metrics.propagation.clone()))?;
+        registry.register(Box::new(metrics.redis_connected.clone()))?;
+        Ok(metrics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_on_the_given_registry_only() {
+        let registry = Registry::new();
+        let metrics = IssuerMetrics::register(&registry).unwrap();
+        metrics.refresh_reuse_detected.inc();
+        metrics
+            .tokens_issued
+            .with_label_values(&["client_credentials", "web"])
+            .inc();
+        let names: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_owned())
+            .collect();
+        assert!(names.contains(&"revokd_refresh_reuse_detected_total".to_owned()));
+        assert!(names.contains(&"revokd_tokens_issued_total".to_owned()));
+        assert!(
+            IssuerMetrics::register(&registry).is_err(),
+            "no double registration"
+        );
+    }
+}

@@ -1,0 +1,238 @@
+//! The binary: dev mode, keygen, client new.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use revokd::config::Config;
+use revokd::keys::{KeyAlg, SigningKey};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_revokd");
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Parses `curl -s -u ID:SECRET -d grant_type=… URL`.
+fn parse_curl(line: &str) -> (String, String, String, String) {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(words[0], "curl");
+    let pos = |flag: &str| words.iter().position(|w| *w == flag).unwrap() + 1;
+    let (id, secret) = words[pos("-u")].split_once(':').unwrap();
+    let data = words[pos("-d")];
+    let url = words.last().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    (id.into(), secret.into(), data.into(), url.to_string())
+}
+
+#[tokio::test]
+async fn dev_mode_prints_a_curl_line_that_works() {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "debug")
+        .env_remove("REVOKD_CONFIG")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut guard = Killed(child);
+    let curl = tokio::task::spawn_blocking(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        lines
+            .find_map(|l| l.ok().filter(|l| l.starts_with("curl ")))
+            .unwrap()
+    });
+    let curl = tokio::time::timeout(Duration::from_secs(60), curl)
+        .await
+        .unwrap()
+        .unwrap();
+    let (id, secret, data, url) = parse_curl(&curl);
+    let (name, value) = data.split_once('=').unwrap();
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http
+        .post(&url)
+        .basic_auth(&id, Some(&secret))
+        .form(&[(name, value)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let base = url.trim_end_matches("/oauth2/token");
+    let resp = http
+        .post(format!("{base}/oauth2/introspect"))
+        .basic_auth(&id, Some(&secret))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["active"], true);
+
+    // Stop it and check the log: a loud warning, no token, no secret.
+    let pid = guard.0.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = guard.0.wait();
+        drop(guard);
+        status
+    });
+    let _ = tokio::time::timeout(Duration::from_secs(30), status).await;
+    let log = std::io::read_to_string(stderr).unwrap();
+    assert!(log.contains("EPHEMERAL"), "{log}");
+    assert!(!log.contains(&secret), "secret in log");
+    assert!(!log.contains(&token), "token in log");
+}
+
+#[test]
+fn dev_mode_refuses_a_public_address() {
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env_remove("REVOKD_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
+}
+
+#[test]
+fn keygen_prints_a_loadable_pkcs8_key_for_each_alg() {
+    for (arg, alg) in [
+        ("EdDSA", KeyAlg::EdDSA),
+        ("ES256", KeyAlg::ES256),
+        ("RS256", KeyAlg::RS256),
+    ] {
+        let out = Command::new(BIN)
+            .args(["keygen", "--alg", arg])
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let pem = String::from_utf8(out.stdout).unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        assert_eq!(SigningKey::from_pem("k", &pem).unwrap().alg(), alg);
+    }
+    let out = Command::new(BIN).args(["keygen"]).output().unwrap();
+    let pem = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        SigningKey::from_pem("k", &pem).unwrap().alg(),
+        KeyAlg::EdDSA
+    );
+}
+
+#[test]
+fn client_new_prints_a_secret_and_a_stanza_that_parses() {
+    let out = Command::new(BIN)
+        .args(["client", "new", "svc"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let secret = text
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("# ")
+        .to_owned();
+    assert!(secret.len() >= 43);
+    let config = Config::from_toml(&text).unwrap();
+    assert_eq!(config.clients[0].id, "svc");
+    assert_eq!(
+        config.clients[0].secret_hash,
+        revokd::issuer::client_auth::sha256_secret_hash(&secret)
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn serve_reads_the_config_file_its_key_files_and_env_overrides() {
+    let dir =
+        std::env::temp_dir().join(format!("revokd-cli-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = Command::new(BIN)
+        .args(["keygen", "--alg", "ES256"])
+        .output()
+        .unwrap()
+        .stdout;
+    std::fs::write(dir.join("k.pem"), pem).unwrap();
+    let port = free_port();
+    let hash = revokd::issuer::client_auth::sha256_secret_hash("s3cret");
+    let toml = format!(
+        r#"issuer = "http://127.0.0.1:{port}"
+listen = "127.0.0.1:{port}"
+
+[[signing_keys]]
+kid = "file-key"
+private_key_file = "{}"
+
+[[clients]]
+id = "svc"
+secret_hash = "{hash}"
+grants = ["client_credentials"]
+scopes = ["read"]
+"#,
+        dir.join("k.pem").display()
+    );
+    let file = dir.join("revokd.toml");
+    std::fs::write(&file, toml).unwrap();
+
+    // An unknown override is an error that names the key.
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&file)
+        .env("REVOKD_NO_SUCH_KEY", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
+
+    let child = Command::new(BIN)
+        .arg("serve")
+        .env("REVOKD_CONFIG", &file)
+        .env("REVOKD_TOKENS__ACCESS_TTL", "90s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = Killed(child);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..300 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "server did not start");
+    let resp = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth("svc", Some("s3cret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["expires_in"], 90);
+    let (header, _) = crate::support::decode_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(header["kid"], "file-key");
+    assert_eq!(header["alg"], "ES256");
+    let _ = std::fs::remove_dir_all(&dir);
+}

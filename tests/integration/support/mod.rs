@@ -1,0 +1,300 @@
+//! Test helpers: an issuer on 127.0.0.1 port 0 with a fixed set of clients
+//! and users, and a reqwest client that talks to it.
+
+use std::time::Duration;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use revokd::config::Config;
+use revokd::issuer::client_auth::sha256_secret_hash;
+use revokd::issuer::{self, AppState};
+use revokd::keys::{KeyAlg, KeySet, SigningKey, generate_pem};
+use serde_json::Value;
+
+/// `web`: every grant, scopes read/write, audience api.
+pub const WEB: (&str, &str) = ("web", "web-secret");
+/// `other`: another client with the same rights.
+pub const OTHER: (&str, &str) = ("other", "other-secret");
+/// `admin`: client_credentials with `revokd:admin`.
+pub const ADMIN: (&str, &str) = ("admin", "admin-secret");
+/// `machine`: client_credentials only.
+pub const MACHINE: (&str, &str) = ("machine", "machine-secret");
+/// `argon`: an argon2-hashed secret.
+pub const ARGON: (&str, &str) = ("argon", "argon-secret");
+/// A client whose id needs form-urlencoding inside Basic.
+pub const ODD: (&str, &str) = ("odd:client id", "s3cr:t &+%");
+/// The password grant's user.
+pub const ALICE: (&str, &str) = ("alice", "correct horse");
+
+/// A cheap argon2id hash (tests only: 8 KiB, one pass).
+pub fn cheap_argon2(password: &str) -> String {
+    let params = Params::new(8, 1, 1, None).unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_with_salt(password.as_bytes(), b"revokd-test-salt")
+        .unwrap()
+        .to_string()
+}
+
+/// The test configuration for an issuer at `base`.
+pub fn config(base: &str) -> Config {
+    let sha = |c: (&str, &str)| sha256_secret_hash(c.1);
+    let toml = format!(
+        r#"
+issuer = "{base}"
+
+[tokens]
+access_ttl = "5m"
+refresh_ttl = "1h"
+
+[[clients]]
+id = "web"
+secret_hash = "{web}"
+grants = ["client_credentials", "password", "refresh_token"]
+scopes = ["read", "write"]
+default_scopes = ["read"]
+audience = ["api"]
+
+[[clients]]
+id = "other"
+secret_hash = "{other}"
+grants = ["client_credentials", "password", "refresh_token"]
+scopes = ["read", "write"]
+audience = ["api"]
+
+[[clients]]
+id = "admin"
+secret_hash = "{admin}"
+grants = ["client_credentials"]
+scopes = ["revokd:admin", "read"]
+audience = ["{base}"]
+
+[[clients]]
+id = "machine"
+secret_hash = "{machine}"
+grants = ["client_credentials"]
+scopes = ["read"]
+
+[[clients]]
+id = "argon"
+secret_hash = "{argon}"
+grants = ["client_credentials"]
+scopes = ["read"]
+
+[[clients]]
+id = "odd:client id"
+secret_hash = "{odd}"
+grants = ["client_credentials"]
+scopes = ["read"]
+
+[[users]]
+username = "alice"
+password_hash = "{alice}"
+
+[[users]]
+username = "bob"
+password_hash = "{bob}"
+"#,
+        web = sha(WEB),
+        other = sha(OTHER),
+        admin = sha(ADMIN),
+        machine = sha(MACHINE),
+        argon = cheap_argon2(ARGON.1),
+        odd = sha(ODD),
+        alice = cheap_argon2(ALICE.1),
+        bob = cheap_argon2("bob-password"),
+    );
+    Config::from_toml(&toml).unwrap()
+}
+
+/// A running issuer.
+pub struct Server {
+    /// `http://127.0.0.1:<port>`, also the issuer.
+    pub base: String,
+    /// The client tests use.
+    pub http: reqwest::Client,
+    /// The app's state (keys, denylist, metrics).
+    pub state: AppState,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts an issuer with one EdDSA key.
+pub async fn start() -> Server {
+    start_with(KeySet::ephemeral(KeyAlg::EdDSA).unwrap(), |_| {}).await
+}
+
+/// Starts an issuer with `keys` and a tweak of the test configuration.
+pub async fn start_with(keys: KeySet, tweak: impl FnOnce(&mut Config)) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = config(&base);
+    tweak(&mut config);
+    let state = AppState::in_memory(config, keys).unwrap();
+    let app = issuer::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .unwrap();
+    Server {
+        base,
+        http,
+        state,
+        task,
+    }
+}
+
+/// A key set of one freshly generated key.
+pub fn key_set(alg: KeyAlg, kid: &str) -> KeySet {
+    KeySet::new(vec![
+        SigningKey::from_pem(kid, &generate_pem(alg).unwrap()).unwrap(),
+    ])
+    .unwrap()
+}
+
+impl Server {
+    /// `POST path` with a form body and Basic client authentication.
+    pub async fn post_form(
+        &self,
+        path: &str,
+        client: Option<(&str, &str)>,
+        params: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let mut req = self.http.post(format!("{}{path}", self.base)).form(params);
+        if let Some((id, secret)) = client {
+            req = req.basic_auth(id, Some(secret));
+        }
+        req.send().await.unwrap()
+    }
+
+    /// A successful token response's JSON.
+    pub async fn token_ok(&self, client: (&str, &str), params: &[(&str, &str)]) -> Value {
+        let resp = self.post_form("/oauth2/token", Some(client), params).await;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+
+    /// An access token by client_credentials.
+    pub async fn cc_token(&self, client: (&str, &str)) -> String {
+        let body = self
+            .token_ok(client, &[("grant_type", "client_credentials")])
+            .await;
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// alice's tokens for `client` by the password grant: (access, refresh).
+    pub async fn login(&self, client: (&str, &str)) -> (String, String) {
+        let body = self
+            .token_ok(
+                client,
+                &[
+                    ("grant_type", "password"),
+                    ("username", ALICE.0),
+                    ("password", ALICE.1),
+                ],
+            )
+            .await;
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// The refresh grant's raw response.
+    pub async fn refresh(&self, client: (&str, &str), refresh: &str) -> reqwest::Response {
+        self.post_form(
+            "/oauth2/token",
+            Some(client),
+            &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+        )
+        .await
+    }
+
+    /// Introspection by `web`.
+    pub async fn introspect(&self, token: &str) -> Value {
+        let resp = self
+            .post_form("/oauth2/introspect", Some(WEB), &[("token", token)])
+            .await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    /// Whether introspection says active.
+    pub async fn active(&self, token: &str) -> bool {
+        let body = self.introspect(token).await;
+        match body["active"].as_bool() {
+            Some(true) => true,
+            Some(false) => {
+                assert_eq!(body, serde_json::json!({"active": false}));
+                false
+            }
+            None => panic!("no active member: {body}"),
+        }
+    }
+
+    /// `/oauth2/revoke` by `client`: the status.
+    pub async fn revoke(&self, client: (&str, &str), token: &str) -> reqwest::StatusCode {
+        self.post_form("/oauth2/revoke", Some(client), &[("token", token)])
+            .await
+            .status()
+    }
+
+    /// An access token with `revokd:admin`.
+    pub async fn admin_token(&self) -> String {
+        let body = self
+            .token_ok(
+                ADMIN,
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", "revokd:admin"),
+                ],
+            )
+            .await;
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+/// The decoded header and claims of a JWT (no verification).
+pub fn decode_parts(token: &str) -> (Value, Value) {
+    let mut parts = token.split('.');
+    let mut next = || {
+        let bytes = URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap();
+        serde_json::from_slice::<Value>(&bytes).unwrap()
+    };
+    let header = next();
+    let claims = next();
+    (header, claims)
+}
+
+/// Assembles a JWT from a header, claims and raw signature bytes.
+pub fn assemble(header: &Value, claims: &Value, signature: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string()),
+        URL_SAFE_NO_PAD.encode(signature)
+    )
+}

@@ -1,0 +1,453 @@
+//! `/oauth2/token`: grants, client authentication, scopes, rotation, reuse.
+
+use crate::support::{self, ALICE, ARGON, MACHINE, ODD, OTHER, WEB, decode_parts};
+use serde_json::Value;
+
+#[tokio::test]
+async fn client_credentials_issues_an_rfc9068_access_token_and_no_refresh_token() {
+    let server = support::start().await;
+    let resp = server
+        .post_form(
+            "/oauth2/token",
+            Some(WEB),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["pragma"], "no-cache");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 300);
+    assert_eq!(body["scope"], "read", "the client's default scopes");
+    assert!(body.get("refresh_token").is_none(), "RFC 6749 §4.4.3");
+    let (header, claims) = decode_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(header["typ"], "at+jwt");
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(header["kid"], server.state.keys.active().kid());
+    let mut names: Vec<&str> = claims
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "aud",
+            "client_id",
+            "exp",
+            "iat",
+            "iss",
+            "jti",
+            "scope",
+            "sid",
+            "sub"
+        ]
+    );
+    assert_eq!(claims["iss"], server.base.as_str());
+    assert_eq!(claims["sub"], "web");
+    assert_eq!(claims["client_id"], "web");
+    assert_eq!(claims["aud"], "api");
+    assert_eq!(
+        claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+        300
+    );
+    let jti = claims["jti"].as_str().unwrap();
+    assert_eq!(jti.len(), 22);
+    assert!(
+        jti.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    );
+    assert!(server.active(body["access_token"].as_str().unwrap()).await);
+}
+
+#[tokio::test]
+async fn client_secret_post_authenticates() {
+    let server = support::start().await;
+    let resp = server
+        .post_form(
+            "/oauth2/token",
+            None,
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_id", WEB.0),
+                ("client_secret", WEB.1),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn two_authentication_methods_are_an_invalid_request() {
+    let server = support::start().await;
+    let resp = server
+        .post_form(
+            "/oauth2/token",
+            Some(WEB),
+            &[
+                ("grant_type", "client_credentials"),
+                ("client_secret", WEB.1),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn failed_client_authentication_is_401_with_www_authenticate() {
+    let server = support::start().await;
+    for client in [Some((WEB.0, "wrong")), Some(("nobody", "x")), None] {
+        let resp = server
+            .post_form(
+                "/oauth2/token",
+                client,
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(resp.status(), 401, "{client:?}");
+        assert!(
+            resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .starts_with("Basic realm="),
+        );
+        assert_eq!(resp.headers()["cache-control"], "no-store");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client");
+    }
+}
+
+#[tokio::test]
+async fn malformed_basic_headers_are_401_invalid_client() {
+    let server = support::start().await;
+    for header in [
+        "Basic !!!notbase64",
+        "Basic",
+        "Basic bm9jb2xvbg==",
+        "Bearer abc",
+        "Basic YTolenp6",
+    ] {
+        let resp = server
+            .http
+            .post(format!("{}/oauth2/token", server.base))
+            .header("authorization", header)
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{header}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client");
+    }
+}
+
+#[tokio::test]
+async fn basic_credentials_are_form_urldecoded() {
+    use base64::Engine;
+    let server = support::start().await;
+    let enc = |s: &str| {
+        s.replace('%', "%25")
+            .replace(':', "%3A")
+            .replace('&', "%26")
+            .replace('+', "%2B")
+            .replace(' ', "+")
+    };
+    let raw = format!("{}:{}", enc(ODD.0), enc(ODD.1));
+    let header = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    );
+    let resp = server
+        .http
+        .post(format!("{}/oauth2/token", server.base))
+        .header("authorization", header)
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let (_, claims) = decode_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["client_id"], ODD.0);
+}
+
+#[tokio::test]
+async fn argon2_client_secrets_verify_and_repeat_from_the_cache() {
+    let server = support::start().await;
+    for _ in 0..3 {
+        server.cc_token(ARGON).await;
+    }
+    for _ in 0..2 {
+        let resp = server
+            .post_form(
+                "/oauth2/token",
+                Some((ARGON.0, "nope")),
+                &[("grant_type", "client_credentials")],
+            )
+            .await;
+        assert_eq!(resp.status(), 401);
+    }
+}
+
+#[tokio::test]
+async fn password_grant_checks_the_user_and_returns_a_refresh_token_of_the_same_session() {
+    let server = support::start().await;
+    let (access, refresh) = server.login(WEB).await;
+    let (ah, ac) = decode_parts(&access);
+    let (rh, rc) = decode_parts(&refresh);
+    assert_eq!(ah["typ"], "at+jwt");
+    assert_eq!(rh["typ"], "rt+jwt");
+    assert_eq!(ac["sub"], "alice");
+    assert_eq!(rc["aud"], server.base.as_str(), "refresh aud = the issuer");
+    assert_eq!(ac["sid"], rc["sid"]);
+    assert_ne!(ac["jti"], rc["jti"]);
+    assert!(rc["exp"].as_u64() > ac["exp"].as_u64());
+    for (user, password) in [(ALICE.0, "wrong"), ("mallory", ALICE.1)] {
+        let resp = server
+            .post_form(
+                "/oauth2/token",
+                Some(WEB),
+                &[
+                    ("grant_type", "password"),
+                    ("username", user),
+                    ("password", password),
+                ],
+            )
+            .await;
+        assert_eq!(resp.status(), 400);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_grant", "{user}");
+    }
+}
+
+#[tokio::test]
+async fn grants_are_checked_per_client_and_unknown_ones_refused() {
+    let server = support::start().await;
+    let resp = server
+        .post_form(
+            "/oauth2/token",
+            Some(MACHINE),
+            &[
+                ("grant_type", "password"),
+                ("username", ALICE.0),
+                ("password", ALICE.1),
+            ],
+        )
+        .await;
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unauthorized_client");
+    let resp = server
+        .post_form("/oauth2/token", Some(WEB), &[("grant_type", "implicit")])
+        .await;
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "unsupported_grant_type");
+    let resp = server.post_form("/oauth2/token", Some(WEB), &[]).await;
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_request");
+}
+
+#[tokio::test]
+async fn requested_scopes_must_be_allowed() {
+    let server = support::start().await;
+    let body = server
+        .token_ok(
+            WEB,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "write read"),
+            ],
+        )
+        .await;
+    assert_eq!(body["scope"], "write read");
+    let resp = server
+        .post_form(
+            "/oauth2/token",
+            Some(WEB),
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "read admin"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_scope");
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_may_narrow_but_not_widen_scope() {
+    let server = support::start().await;
+    let body = server
+        .token_ok(
+            WEB,
+            &[
+                ("grant_type", "password"),
+                ("username", ALICE.0),
+                ("password", ALICE.1),
+                ("scope", "read write"),
+            ],
+        )
+        .await;
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let (_, old) = decode_parts(refresh);
+    let resp = server
+        .post_form(
+            "/oauth2/token",
+            Some(WEB),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh),
+                ("scope", "read"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["scope"], "read");
+    let new_refresh = body["refresh_token"].as_str().unwrap();
+    assert_ne!(new_refresh, refresh, "rotated");
+    let (_, new) = decode_parts(new_refresh);
+    assert_eq!(new["sid"], old["sid"]);
+    assert_eq!(new["sub"], "alice");
+    let (_, access) = decode_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(access["sid"], old["sid"]);
+    assert!(server.active(body["access_token"].as_str().unwrap()).await);
+
+    // Widening scope fails and does not consume the refresh token.
+    let resp = server
+        .post_form(
+            "/oauth2/token",
+            Some(WEB),
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", new_refresh),
+                ("scope", "read write"),
+            ],
+        )
+        .await;
+    let err: Value = resp.json().await.unwrap();
+    assert_eq!(err["error"], "invalid_scope");
+    assert_eq!(server.refresh(WEB, new_refresh).await.status(), 200);
+}
+
+#[tokio::test]
+async fn refresh_token_reuse_revokes_the_whole_session() {
+    let server = support::start().await;
+    let (first_access, first_refresh) = server.login(WEB).await;
+    // The legitimate client rotates.
+    let resp = server.refresh(WEB, &first_refresh).await;
+    let body: Value = resp.json().await.unwrap();
+    let second_access = body["access_token"].as_str().unwrap().to_owned();
+    let second_refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    assert!(server.active(&second_access).await);
+
+    // A thief replays the retired refresh token.
+    let resp = server.refresh(WEB, &first_refresh).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+
+    // Every token of the session is dead, the victim's included.
+    assert!(!server.active(&first_access).await);
+    assert!(!server.active(&second_access).await);
+    let resp = server.refresh(WEB, &second_refresh).await;
+    assert_eq!(resp.status(), 400);
+    // Another session of the same user is untouched.
+    let (other_access, _) = server.login(WEB).await;
+    assert!(server.active(&other_access).await);
+
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("revokd_refresh_reuse_detected_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("revokd_revocations_total{kind=\"sid\",source=\"reuse\"} 1"));
+}
+
+#[tokio::test]
+async fn a_refresh_token_of_another_client_is_invalid_grant_and_changes_nothing() {
+    let server = support::start().await;
+    let (access, refresh) = server.login(WEB).await;
+    let resp = server.refresh(OTHER, &refresh).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    assert!(server.active(&access).await);
+    assert_eq!(
+        server.refresh(WEB, &refresh).await.status(),
+        200,
+        "not consumed"
+    );
+}
+
+#[tokio::test]
+async fn an_access_token_is_not_a_refresh_token() {
+    let server = support::start().await;
+    let (access, _) = server.login(WEB).await;
+    let resp = server.refresh(WEB, &access).await;
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+}
+
+#[tokio::test]
+async fn concurrent_use_of_one_refresh_token_lets_exactly_one_through_then_kills_the_session() {
+    let server = support::start().await;
+    let (_, refresh) = server.login(WEB).await;
+    let attempts = (0..8).map(|_| server.refresh(WEB, &refresh));
+    let responses = futures_join_all(attempts).await;
+    let mut ok = Vec::new();
+    for resp in responses {
+        if resp.status() == 200 {
+            let body: Value = resp.json().await.unwrap();
+            ok.push(body["access_token"].as_str().unwrap().to_owned());
+        } else {
+            assert_eq!(resp.status(), 400);
+        }
+    }
+    // At most one rotation wins (none when the reuse rule lands before the
+    // winner signs), and whatever it got is dead: the losers were reuse.
+    assert!(ok.len() <= 1, "{} rotations won", ok.len());
+    for token in &ok {
+        assert!(!server.active(token).await);
+    }
+    assert_eq!(server.refresh(WEB, &refresh).await.status(), 400);
+}
+
+/// Runs futures concurrently on this task (no extra dependency).
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    let mut pending: Vec<_> = handles.into_iter().map(Some).collect();
+    let mut results: Vec<Option<F::Output>> = (0..pending.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (slot, result) in pending.iter_mut().zip(results.iter_mut()) {
+            if let Some(fut) = slot {
+                match fut.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        *result = Some(v);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    out.extend(results.into_iter().map(Option::unwrap));
+    out
+}
