@@ -14,6 +14,8 @@
 //! | the wire format of a change (protobuf, `proto/`) | [`event`] |
 //! | Redis layout, scripts, snapshot | [`store::redis`] |
 //! | SUBSCRIBE, snapshot, seq order, resync, staleness | [`subscriber`] |
+//! | a resource server's check: JWKS, signature, claims, then the denylist | [`verify`] |
+//! | the tower layer and axum extractor around it | [`layer`] |
 //! | the only reader of the system clock | [`clock`] |
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
@@ -26,6 +28,7 @@
 pub mod clock;
 pub mod denylist;
 pub mod event;
+pub mod layer;
 pub mod metrics;
 pub mod rule;
 
@@ -37,3 +40,4 @@ pub mod issuer;
 pub mod keys;
 pub mod store;
 pub mod subscriber;
+pub mod verify;

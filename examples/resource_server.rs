@@ -1,0 +1,208 @@
+//! A resource server protected by revokd, built without the `issuer`
+//! feature's code: a subscriber keeps a local denylist in sync with Redis,
+//! and the [`RequireTokenLayer`] verifies every bearer token locally.
+//!
+//! ```text
+//! resource_server --listen 127.0.0.1:8081 --issuer http://127.0.0.1:8080 --redis redis://127.0.0.1:6379
+//!     [--audience api] [--prefix revokd] [--fail-closed] [--staleness-bound-secs 60]
+//! ```
+//!
+//! - `GET /api/resource`: 200 `{"sub": …, "scope": …, "client_id": …}` for a
+//!   valid, unrevoked access token (audience `api` by default), else the
+//!   layer's RFC 6750 refusal;
+//! - `GET /metrics`: the denylist and subscriber metrics (Prometheus text);
+//! - `GET /readyz`: 200 while the denylist is connected and in sync within
+//!   its bound, else 503 (a load balancer routes around this replica);
+//! - `GET /healthz`: 200.
+
+#![allow(clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus::{Encoder, Registry, TextEncoder};
+use revokd::denylist::Denylist;
+use revokd::layer::{RequireTokenLayer, StalePolicy, VerifiedToken};
+use revokd::metrics::DenylistMetrics;
+use revokd::store::redis::RedisStore;
+use revokd::subscriber::{Subscriber, SubscriberConfig};
+use revokd::verify::{Verifier, VerifierConfig};
+use serde_json::json;
+
+struct Args {
+    listen: SocketAddr,
+    issuer: String,
+    redis: String,
+    audience: String,
+    prefix: String,
+    policy: StalePolicy,
+    bound: Duration,
+}
+
+const USAGE: &str = "usage: resource_server --listen ADDR --issuer URL --redis URL \
+[--audience api] [--prefix revokd] [--fail-closed] [--staleness-bound-secs 60]";
+
+fn parse_args() -> Result<Args, String> {
+    let mut listen = None;
+    let mut issuer = None;
+    let mut redis = None;
+    let mut audience = "api".to_owned();
+    let mut prefix = "revokd".to_owned();
+    let mut policy = StalePolicy::FailOpen;
+    let mut bound = Duration::from_secs(60);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--listen" => {
+                listen = Some(value()?.parse().map_err(|e| format!("--listen: {e}"))?);
+            }
+            "--issuer" => issuer = Some(value()?),
+            "--redis" => redis = Some(value()?),
+            "--audience" => audience = value()?,
+            "--prefix" => prefix = value()?,
+            "--fail-closed" => policy = StalePolicy::FailClosed,
+            "--staleness-bound-secs" => {
+                let secs: u64 = value()?.parse().map_err(|e| format!("{arg}: {e}"))?;
+                bound = Duration::from_secs(secs);
+            }
+            "-h" | "--help" => return Err(USAGE.to_owned()),
+            other => return Err(format!("unknown argument {other}\n{USAGE}")),
+        }
+    }
+    Ok(Args {
+        listen: listen.ok_or(USAGE)?,
+        issuer: issuer.ok_or(USAGE)?,
+        redis: redis.ok_or(USAGE)?,
+        audience,
+        prefix,
+        policy,
+        bound,
+    })
+}
+
+#[derive(Clone)]
+struct Ops {
+    registry: Registry,
+    subscriber: Subscriber,
+    bound: Duration,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("resource_server: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let registry = Registry::new();
+    let metrics = DenylistMetrics::register(&registry).map_err(|e| e.to_string())?;
+
+    // The denylist, kept in sync with Redis by the subscriber.
+    let denylist = Denylist::new();
+    let client = redis::Client::open(args.redis.as_str()).map_err(|e| format!("--redis: {e}"))?;
+    let store = RedisStore::new(client.clone(), &args.prefix, Duration::from_secs(2))
+        .map_err(|e| e.to_string())?;
+    let subscriber = Subscriber::spawn(
+        client,
+        store,
+        denylist.clone(),
+        SubscriberConfig::default(),
+        Some(metrics),
+    );
+
+    // The issuer's keys, by RFC 8414 discovery; retried while it starts.
+    let config = VerifierConfig::new(args.issuer.clone(), args.audience.clone());
+    let mut attempt = 0;
+    let verifier = loop {
+        match Verifier::discover(config.clone(), Some(denylist.clone())).await {
+            Ok(verifier) => break verifier,
+            Err(error) if attempt < 30 => {
+                eprintln!("resource_server: discovery failed ({error}); retrying");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(error) => return Err(format!("discovering {}: {error}", args.issuer)),
+        }
+    };
+
+    let protected = Router::new().route("/api/resource", get(resource)).layer(
+        RequireTokenLayer::new(verifier)
+            .realm(args.audience.clone())
+            .freshness(subscriber.clone(), args.bound)
+            .stale_policy(args.policy),
+    );
+    let ops = Ops {
+        registry,
+        subscriber,
+        bound: args.bound,
+    };
+    let app = Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/readyz", get(readyz))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(ops)
+        .merge(protected);
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("binding {}: {e}", args.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    // Tests and scripts read this line for the port.
+    println!("resource server listening on http://{local}");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// `GET /api/resource`: who is calling, with what scope.
+async fn resource(token: VerifiedToken) -> Json<serde_json::Value> {
+    Json(json!({
+        "sub": token.sub,
+        "scope": token.scope,
+        "client_id": token.client_id,
+    }))
+}
+
+/// `GET /readyz`: connected to Redis and in sync within the bound.
+async fn readyz(State(ops): State<Ops>) -> Response {
+    if ops.subscriber.is_connected() && ops.subscriber.is_fresh(ops.bound) {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "denylist not in sync").into_response()
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+async fn metrics_text(State(ops): State<Ops>) -> Response {
+    let mut out = Vec::new();
+    if TextEncoder::new()
+        .encode(&ops.registry.gather(), &mut out)
+        .is_err()
+    {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,351 @@
+//! A tower middleware for resource servers: [`RequireToken`] verifies the
+//! bearer token of every request with a [`Verifier`] and puts its claims in
+//! the request's extensions ([`VerifiedToken`], also an axum extractor).
+//!
+//! Laid out like tower's `timeout`: this file is the [`Service`],
+//! [`RequireTokenLayer`] is in `layer.rs`, [`ResponseFuture`] in
+//! `future.rs`, the extractor and the scope helper in `extract.rs`.
+//!
+//! A refusal is a response, never an `Err` (RFC 6750 §3):
+//!
+//! | case | status | `WWW-Authenticate` |
+//! |---|---|---|
+//! | no `Authorization: Bearer` | 401 | `Bearer realm="…"` (no error attribute) |
+//! | several `Authorization` headers | 400 | `Bearer realm="…", error="invalid_request"` |
+//! | a token that fails [`Verifier`] (revoked included) | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` |
+//! | a scope the layer requires is missing | 403 | `Bearer realm="…", error="insufficient_scope", scope="…"` |
+//! | denylist stale past its bound, [`StalePolicy::FailClosed`] | 503 | none (`Retry-After: 1`) |
+//!
+//! Refusals have an empty body (`ResBody::default()`), so the layer wraps
+//! any service whose response body has a default: axum's, hyper's, tonic's.
+//!
+//! # The request path
+//!
+//! A token seen before costs a SHA-256 and a map lookup (the verifier's
+//! cache) plus the denylist check; a new one its signature check, inline.
+//! Only a token whose `kid` is unknown makes the future wait for a
+//! (rate-limited) refetch of the issuer's keys.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{HeaderValue, Request, Response, StatusCode};
+use tower::Service;
+
+use crate::clock;
+use crate::subscriber::Subscriber;
+use crate::verify::{AccessClaims, Verifier, VerifyError};
+
+mod extract;
+mod future;
+// The layer of the `layer` module, named like tower's `timeout/layer.rs`.
+#[allow(clippy::module_inception)]
+mod layer;
+
+pub use extract::{InsufficientScope, MissingToken, VerifiedToken};
+pub use future::ResponseFuture;
+pub use layer::RequireTokenLayer;
+
+/// Default bound on the denylist's staleness before [`StalePolicy`] applies.
+pub const DEFAULT_STALENESS_BOUND: Duration = Duration::from_secs(60);
+
+/// What requests get while the denylist is stale past its bound.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StalePolicy {
+    /// Keep serving with the last known denylist (the default): an outage
+    /// of Redis does not take the API down.
+    #[default]
+    FailOpen,
+    /// 503 for every request with an otherwise valid token: no request is
+    /// served on a denylist that may miss revocations.
+    FailClosed,
+}
+
+/// Something that knows how stale the denylist is: the [`Subscriber`]
+/// feeding it, or a test double.
+pub trait Freshness: Send + Sync + 'static {
+    /// Time since the denylist last proved it was in sync.
+    fn staleness(&self) -> Duration;
+}
+
+impl Freshness for Subscriber {
+    fn staleness(&self) -> Duration {
+        Subscriber::staleness(self)
+    }
+}
+
+/// Everything a [`RequireToken`] service shares with its clones.
+pub(crate) struct Shared {
+    pub(crate) verifier: Verifier,
+    pub(crate) required_scopes: Vec<String>,
+    pub(crate) freshness: Option<(Arc<dyn Freshness>, Duration)>,
+    pub(crate) policy: StalePolicy,
+    pub(crate) rejections: Rejections,
+}
+
+/// The `WWW-Authenticate` values, built once.
+pub(crate) struct Rejections {
+    no_token: HeaderValue,
+    invalid_request: HeaderValue,
+    insufficient_scope: HeaderValue,
+    realm: String,
+}
+
+impl Rejections {
+    pub(crate) fn new(realm: &str, required_scopes: &[String]) -> Rejections {
+        let realm = quoted_safe(realm);
+        let scope = required_scopes
+            .iter()
+            .map(|s| quoted_safe(s))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let value = |s: String| {
+            HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
+        };
+        Rejections {
+            no_token: value(format!("Bearer realm=\"{realm}\"")),
+            invalid_request: value(format!(
+                "Bearer realm=\"{realm}\", error=\"invalid_request\""
+            )),
+            insufficient_scope: value(format!(
+                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""
+            )),
+            realm,
+        }
+    }
+
+    fn invalid_token(&self, error: &VerifyError) -> HeaderValue {
+        HeaderValue::from_str(&format!(
+            "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
+            self.realm,
+            error.description()
+        ))
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer error=\"invalid_token\""))
+    }
+}
+
+/// Keeps the characters a quoted-string and a header value may carry
+/// (visible ASCII and space, no `"` or `\`).
+fn quoted_safe(s: &str) -> String {
+    s.chars()
+        .filter(|c| (c.is_ascii_graphic() || *c == ' ') && *c != '"' && *c != '\\')
+        .collect()
+}
+
+/// What the layer decided for one request.
+pub(crate) enum Outcome {
+    /// Serve it with these claims.
+    Allow(Arc<AccessClaims>),
+    /// Answer this instead.
+    Reject(Rejection),
+}
+
+/// A refusal, turned into a response of the inner service's body type.
+#[derive(Debug)]
+pub(crate) enum Rejection {
+    NoToken,
+    InvalidRequest,
+    InvalidToken(VerifyError),
+    InsufficientScope,
+    Stale,
+}
+
+impl Shared {
+    /// Scopes and freshness, once the token verified.
+    pub(crate) fn admit(&self, verified: Result<Arc<AccessClaims>, VerifyError>) -> Outcome {
+        let claims = match verified {
+            Ok(claims) => claims,
+            Err(error) => {
+                tracing::debug!(%error, "bearer token refused");
+                return Outcome::Reject(Rejection::InvalidToken(error));
+            }
+        };
+        if !self.required_scopes.iter().all(|s| claims.has_scope(s)) {
+            return Outcome::Reject(Rejection::InsufficientScope);
+        }
+        if self.policy == StalePolicy::FailClosed
+            && let Some((freshness, bound)) = &self.freshness
+            && freshness.staleness() > *bound
+        {
+            return Outcome::Reject(Rejection::Stale);
+        }
+        Outcome::Allow(claims)
+    }
+
+    pub(crate) fn response<B: Default>(&self, rejection: Rejection) -> Response<B> {
+        let mut response = Response::new(B::default());
+        let (status, challenge) = match &rejection {
+            Rejection::NoToken => (StatusCode::UNAUTHORIZED, self.rejections.no_token.clone()),
+            Rejection::InvalidRequest => (
+                StatusCode::BAD_REQUEST,
+                self.rejections.invalid_request.clone(),
+            ),
+            Rejection::InvalidToken(error) => (
+                StatusCode::UNAUTHORIZED,
+                self.rejections.invalid_token(error),
+            ),
+            Rejection::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                self.rejections.insufficient_scope.clone(),
+            ),
+            Rejection::Stale => {
+                *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+        };
+        *response.status_mut() = status;
+        response.headers_mut().insert(WWW_AUTHENTICATE, challenge);
+        response
+    }
+}
+
+/// The bearer token of a request, RFC 6750 §2.1 (`Bearer` case-insensitive).
+/// `Err` when there are several `Authorization` headers.
+fn bearer_token<B>(request: &Request<B>) -> Result<Option<&str>, Rejection> {
+    let mut values = request.headers().get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(Rejection::InvalidRequest);
+    }
+    let Ok(value) = value.to_str() else {
+        return Err(Rejection::InvalidToken(VerifyError::Malformed));
+    };
+    match value.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => {
+            Ok(Some(value[7..].trim_matches(' ')))
+        }
+        // Another scheme (Basic, …): no bearer token at all.
+        _ => Ok(None),
+    }
+}
+
+/// The middleware: verifies the bearer token, then calls the inner service
+/// with a [`VerifiedToken`] in the request's extensions.
+pub struct RequireToken<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S: Clone> Clone for RequireToken<S> {
+    fn clone(&self) -> Self {
+        RequireToken {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for RequireToken<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequireToken")
+            .field("inner", &self.inner)
+            .field("verifier", &self.shared.verifier)
+            .field("required_scopes", &self.shared.required_scopes)
+            .field("policy", &self.shared.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl RequireToken ===
+
+impl<S> RequireToken<S> {
+    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> RequireToken<S> {
+        RequireToken { inner, shared }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireToken<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send,
+    ReqBody: Send + 'static,
+    ResBody: Default,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S, ReqBody>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        let shared = &self.shared;
+        let token = match bearer_token(&request) {
+            Ok(Some(token)) => token,
+            Ok(None) => return ResponseFuture::reject(shared.response(Rejection::NoToken)),
+            Err(rejection) => return ResponseFuture::reject(shared.response(rejection)),
+        };
+        let verified = shared.verifier.verify_at(token, clock::now_secs());
+        if matches!(verified, Err(VerifyError::UnknownKid)) && shared.verifier.can_refetch() {
+            // The keys may have rotated: wait for a refetch. The ready
+            // service goes with the request; this one takes a clone.
+            let token = token.to_owned();
+            let clone = self.inner.clone();
+            let service = std::mem::replace(&mut self.inner, clone);
+            return ResponseFuture::refetch(self.shared.clone(), token, service, request);
+        }
+        match shared.admit(verified) {
+            Outcome::Allow(claims) => {
+                request.extensions_mut().insert(VerifiedToken(claims));
+                ResponseFuture::inner(self.inner.call(request))
+            }
+            Outcome::Reject(rejection) => ResponseFuture::reject(shared.response(rejection)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(headers: &[&str]) -> Request<()> {
+        let mut builder = Request::builder();
+        for h in headers {
+            builder = builder.header(AUTHORIZATION, *h);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_per_rfc_6750() {
+        assert_eq!(bearer_token(&request(&[])).unwrap(), None);
+        assert_eq!(bearer_token(&request(&["Basic abc"])).unwrap(), None);
+        assert_eq!(bearer_token(&request(&["Bearer"])).unwrap(), None);
+        assert_eq!(
+            bearer_token(&request(&["Bearer abc"])).unwrap(),
+            Some("abc")
+        );
+        assert_eq!(
+            bearer_token(&request(&["bEARER  abc "])).unwrap(),
+            Some("abc")
+        );
+        assert!(matches!(
+            bearer_token(&request(&["Bearer a", "Bearer b"])),
+            Err(Rejection::InvalidRequest)
+        ));
+    }
+
+    #[test]
+    fn challenges_never_carry_unsafe_characters() {
+        let r = Rejections::new("a\"b\\c\nd", &["read".into(), "x\"y".into()]);
+        assert_eq!(r.no_token, "Bearer realm=\"abcd\"");
+        assert_eq!(
+            r.insufficient_scope,
+            "Bearer realm=\"abcd\", error=\"insufficient_scope\", scope=\"read xy\""
+        );
+    }
+}
