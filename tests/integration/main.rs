@@ -9,5 +9,6 @@ mod cli;
 mod input;
 mod introspect;
 mod keys;
+mod resource_server;
 mod revoke;
 mod token;

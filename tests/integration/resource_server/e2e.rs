@@ -1,0 +1,1 @@
+//! End to end with real processes (filled in below).

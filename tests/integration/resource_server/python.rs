@@ -1,0 +1,1 @@
+//! The Python subscriber (filled in below).
