@@ -27,6 +27,7 @@ use crate::clock;
 use crate::denylist::Denylist;
 use crate::event::Snapshot;
 use crate::rule::{RevokedBefore, Rule, RuleKey};
+use crate::subscriber::Subscriber;
 
 /// Default bound on one Redis call: a revocation that cannot be stored by
 /// then fails (503) rather than hangs.
@@ -368,16 +369,35 @@ fn parse_snapshot(reply: Vec<redis::Value>) -> Result<EpochSnapshot, RedisStoreE
 /// denylist (so introspection at this issuer sees it at once, and the rule
 /// can be restored should Redis lose it). The subscriber brings in every
 /// other issuer's changes.
+///
+/// Readiness ([`RevocationStore::ping`]) needs Redis to answer and, when a
+/// subscriber is attached, the denylist to have proved in sync within the
+/// staleness bound.
 #[derive(Clone, Debug)]
 pub struct RedisRevocationStore {
     store: RedisStore,
     denylist: Denylist,
+    subscriber: Option<(Subscriber, Duration)>,
 }
 
 impl RedisRevocationStore {
     /// A store writing through `store` and applying to `denylist`.
     pub fn new(store: RedisStore, denylist: Denylist) -> RedisRevocationStore {
-        RedisRevocationStore { store, denylist }
+        RedisRevocationStore {
+            store,
+            denylist,
+            subscriber: None,
+        }
+    }
+
+    /// Makes readiness also require `subscriber` fresh within `bound`.
+    pub fn with_subscriber(
+        mut self,
+        subscriber: Subscriber,
+        bound: Duration,
+    ) -> RedisRevocationStore {
+        self.subscriber = Some((subscriber, bound));
+        self
     }
 }
 
@@ -423,6 +443,14 @@ impl RevocationStore for RedisRevocationStore {
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.store.seq().await?;
+            if let Some((subscriber, bound)) = &self.subscriber
+                && !subscriber.is_fresh(*bound)
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "denylist not proved in sync with redis for {:?} (bound {bound:?})",
+                    subscriber.staleness()
+                )));
+            }
             Ok(())
         })
     }

@@ -4,11 +4,15 @@
 
 mod support;
 
+#[path = "../common/redis_server.rs"]
+mod redis_server;
+
 mod admin;
 mod cli;
 mod input;
 mod introspect;
 mod keys;
+mod replicated;
 mod resource_server;
 mod revoke;
 mod token;
