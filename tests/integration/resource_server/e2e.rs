@@ -1,1 +1,358 @@
-//! End to end with real processes (filled in below).
+//! End to end with real processes: `revokd serve --redis` (the issuer), a
+//! redis-server, and the `resource_server` example, all on 127.0.0.1.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use revokd::issuer::client_auth::sha256_secret_hash;
+use revokd::keys::{KeyAlg, SigningKey, generate_pem};
+use serde_json::{Value, json};
+
+use super::{claims, now, sign_with};
+use crate::redis_server::{RedisServer, free_port};
+use crate::support::{assemble, cheap_argon2, decode_parts};
+
+pub const REVOKD: &str = env!("CARGO_BIN_EXE_revokd");
+
+/// A child process whose stdout lines arrive on a channel; killed on drop.
+pub struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Process {
+    pub fn spawn(command: &mut Command) -> Process {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Process { child, lines }
+    }
+
+    /// The next stdout line for which `wanted` is true (others are skipped).
+    pub fn line(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(_) => {}
+                Err(error) => panic!("no expected line within {timeout:?}: {error}"),
+            }
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `resource_server` example's binary, built if `cargo test` did not.
+pub fn example_binary() -> PathBuf {
+    let debug = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .to_path_buf();
+    let binary = debug.join("examples").join("resource_server");
+    if !binary.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "--example", "resource_server"])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the resource_server example");
+    }
+    binary
+}
+
+/// Starts the example against `issuer` and `redis`; returns it and its base URL.
+pub fn start_resource_server(issuer: &str, redis: &str) -> (Process, String) {
+    let process = Process::spawn(Command::new(example_binary()).args([
+        "--listen",
+        "127.0.0.1:0",
+        "--issuer",
+        issuer,
+        "--redis",
+        redis,
+    ]));
+    let line = process.line(Duration::from_secs(60), |l| {
+        l.starts_with("resource server listening on ")
+    });
+    let base = line
+        .trim_start_matches("resource server listening on ")
+        .to_owned();
+    (process, base)
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+/// Polls `url` until it answers `status`.
+pub async fn wait_for(http: &reqwest::Client, url: &str, status: u16) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(response) = http.get(url).send().await
+            && response.status() == status
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{url} never answered {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+struct Issuer {
+    _process: Process,
+    base: String,
+    key: SigningKey,
+    _dir: TempDir,
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `revokd serve --config FILE --redis URL` with a key file, a `web` client
+/// (audience api), an `elsewhere` client (audience other-api) and alice.
+async fn start_issuer(redis: &str) -> Issuer {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let dir = std::env::temp_dir().join(format!("revokd-e2e-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pem = generate_pem(KeyAlg::EdDSA).unwrap();
+    let key_file = dir.join("key.pem");
+    std::fs::write(&key_file, &pem).unwrap();
+    let config = format!(
+        r#"
+issuer = "{base}"
+listen = "127.0.0.1:{port}"
+
+[[signing_keys]]
+kid = "e2e"
+private_key_file = "{key_file}"
+
+[[clients]]
+id = "web"
+secret_hash = "{web}"
+grants = ["client_credentials", "password", "refresh_token"]
+scopes = ["read", "write"]
+default_scopes = ["read"]
+audience = ["api"]
+
+[[clients]]
+id = "elsewhere"
+secret_hash = "{elsewhere}"
+grants = ["client_credentials"]
+scopes = ["read"]
+audience = ["other-api"]
+
+[[users]]
+username = "alice"
+password_hash = "{alice}"
+"#,
+        key_file = key_file.display(),
+        web = sha256_secret_hash("web-secret"),
+        elsewhere = sha256_secret_hash("elsewhere-secret"),
+        alice = cheap_argon2("correct horse"),
+    );
+    let config_file = dir.join("revokd.toml");
+    std::fs::write(&config_file, config).unwrap();
+    let process = Process::spawn(
+        Command::new(REVOKD)
+            .arg("serve")
+            .arg("--config")
+            .arg(&config_file)
+            .args(["--redis", redis])
+            .env("RUST_LOG", "warn")
+            .env_remove("REVOKD_CONFIG"),
+    );
+    wait_for(&http(), &format!("{base}/readyz"), 200).await;
+    Issuer {
+        _process: process,
+        base,
+        key: SigningKey::from_pem("e2e", &pem).unwrap(),
+        _dir: TempDir(dir),
+    }
+}
+
+impl Issuer {
+    async fn token(&self, client: (&str, &str), form: &[(&str, &str)]) -> Value {
+        let response = http()
+            .post(format!("{}/oauth2/token", self.base))
+            .basic_auth(client.0, Some(client.1))
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    async fn login(&self) -> (String, String) {
+        let body = self
+            .token(
+                ("web", "web-secret"),
+                &[
+                    ("grant_type", "password"),
+                    ("username", "alice"),
+                    ("password", "correct horse"),
+                ],
+            )
+            .await;
+        (
+            body["access_token"].as_str().unwrap().to_owned(),
+            body["refresh_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn revoke(&self, token: &str) {
+        let response = http()
+            .post(format!("{}/oauth2/revoke", self.base))
+            .basic_auth("web", Some("web-secret"))
+            .form(&[("token", token)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+}
+
+async fn call(api: &str, token: Option<&str>) -> reqwest::Response {
+    let mut request = http().get(format!("{api}/api/resource"));
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn issuer_redis_and_resource_server_as_real_processes() {
+    let redis = RedisServer::start();
+    let issuer = start_issuer(&redis.url()).await;
+    let (_api, api) = start_resource_server(&issuer.base, &redis.url());
+    wait_for(&http(), &format!("{api}/readyz"), 200).await;
+
+    let (access, refresh) = issuer.login().await;
+    let ok = call(&api, Some(&access)).await;
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["sub"], "alice");
+    assert_eq!(body["scope"], "read");
+
+    // Everything that is not a valid access token for `api` is a 401.
+    let no_token = call(&api, None).await;
+    assert_eq!(no_token.status(), 401);
+    assert_eq!(
+        no_token.headers()["www-authenticate"],
+        "Bearer realm=\"api\""
+    );
+    let elsewhere = issuer
+        .token(
+            ("elsewhere", "elsewhere-secret"),
+            &[("grant_type", "client_credentials")],
+        )
+        .await;
+    let mut expired = claims(&issuer.base);
+    expired["exp"] = json!(now() - 3600);
+    let foreign = claims("http://evil.example");
+    let (header, body) = decode_parts(&access);
+    let mut none = header.clone();
+    none["alg"] = json!("none");
+    let refused = [
+        ("refresh token", refresh.clone()),
+        ("junk", "junk".to_owned()),
+        (
+            "expired",
+            sign_with(&issuer.key, Some("at+jwt"), Some("e2e"), &expired),
+        ),
+        (
+            "wrong issuer",
+            sign_with(&issuer.key, Some("at+jwt"), Some("e2e"), &foreign),
+        ),
+        (
+            "wrong audience",
+            elsewhere["access_token"].as_str().unwrap().to_owned(),
+        ),
+        ("alg none", assemble(&none, &body, b"")),
+    ];
+    for (what, token) in &refused {
+        let response = call(&api, Some(token)).await;
+        assert_eq!(response.status(), 401, "{what}");
+        let challenge = response.headers()["www-authenticate"].to_str().unwrap();
+        assert!(
+            challenge.contains("error=\"invalid_token\""),
+            "{what}: {challenge}"
+        );
+    }
+
+    // Revoke at the issuer: the resource server refuses within milliseconds.
+    assert_eq!(call(&api, Some(&access)).await.status(), 200);
+    issuer.revoke(&access).await;
+    let revoked_at = Instant::now();
+    while call(&api, Some(&access)).await.status() != 401 {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(2),
+            "still accepted"
+        );
+    }
+    let took = revoked_at.elapsed();
+    eprintln!("revoked access token refused by the resource server after {took:?}");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+
+    // Logout (revoking the refresh token) kills the session's access tokens.
+    let (access, refresh) = issuer.login().await;
+    assert_eq!(call(&api, Some(&access)).await.status(), 200);
+    issuer.revoke(&refresh).await;
+    let revoked_at = Instant::now();
+    while call(&api, Some(&access)).await.status() != 401 {
+        assert!(
+            revoked_at.elapsed() < Duration::from_secs(2),
+            "session still alive"
+        );
+    }
+
+    let metrics = http()
+        .get(format!("{api}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let applied = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("revokd_denylist_events_applied_total "))
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(applied.parse::<f64>().unwrap() >= 2.0, "{applied}");
+    assert!(metrics.contains("revokd_redis_connected 1"), "{metrics}");
+}
