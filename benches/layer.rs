@@ -67,12 +67,9 @@ fn request(token: &str) -> Request<String> {
 }
 
 /// The handler: answers with the caller's `sub` (or nobody, without the layer).
-fn inner() -> impl Service<
-    Request<String>,
-    Response = Response<String>,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone
+fn inner()
+-> impl Service<Request<String>, Response = Response<String>, Error = Infallible, Future = impl Send>
++ Clone
 + Send
 + 'static {
     tower::service_fn(|request: Request<String>| async move {

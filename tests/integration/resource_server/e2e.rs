@@ -4,7 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 use revokd::issuer::client_auth::sha256_secret_hash;
@@ -64,26 +64,30 @@ impl Drop for Process {
     }
 }
 
-/// The `resource_server` example's binary, built if `cargo test` did not.
+/// The `resource_server` example's binary, brought up to date once per
+/// test run (`cargo test --test integration` does not build examples; when
+/// `cargo test` did, this is a quick no-op).
 pub fn example_binary() -> PathBuf {
-    let debug = std::env::current_exe()
-        .unwrap()
-        .parent()
-        .and_then(|deps| deps.parent())
-        .unwrap()
-        .to_path_buf();
-    let binary = debug.join("examples").join("resource_server");
-    if !binary.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--example", "resource_server"])
-            .arg("--manifest-path")
-            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the resource_server example");
-    }
-    binary
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = Command::new(cargo)
+                .args(["build", "--quiet", "--example", "resource_server"])
+                .arg("--manifest-path")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+                .status()
+                .unwrap();
+            assert!(status.success(), "building the resource_server example");
+            std::env::current_exe()
+                .unwrap()
+                .parent()
+                .and_then(|deps| deps.parent())
+                .unwrap()
+                .join("examples")
+                .join("resource_server")
+        })
+        .clone()
 }
 
 /// Starts the example against `issuer` and `redis`; returns it and its base URL.
