@@ -473,6 +473,12 @@ impl TokenCache {
         shard.insert(digest, CacheEntry { claims, exp });
     }
 
+    fn clear(&self) {
+        for shard in self.shards.iter() {
+            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        }
+    }
+
     fn len(&self) -> usize {
         self.shards
             .iter()
@@ -696,7 +702,13 @@ impl Verifier {
                     "refetched the JWK set for an unknown kid"
                 );
                 let known = keys.contains_key(kid);
-                self.inner.keys.store(Arc::new(keys));
+                let old = self.inner.keys.swap(Arc::new(keys));
+                // A key the issuer withdrew (retired or compromised) must not
+                // keep its tokens alive through the cache.
+                let current = self.inner.keys.load();
+                if old.keys().any(|kid| !current.contains_key(kid)) {
+                    self.inner.cache.clear();
+                }
                 known
             }
             Err(error) => {

@@ -298,3 +298,25 @@ async fn discovery_checks_the_issuer_and_static_keys_work() {
     let token = issuer.cc_token(WEB).await;
     assert!(fixed.verify(&token).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_withdrawn_key_stops_its_cached_tokens() {
+    let a = key(KeyAlg::EdDSA, "a");
+    let server = KeyServer::start(&KeySet::new(vec![key(KeyAlg::EdDSA, "x")]).unwrap()).await;
+    let body = claims(&server.base);
+    let by_a = sign_with(&a, Some("at+jwt"), Some("a"), &body);
+    server.set_keys(&KeySet::new(vec![a]).unwrap());
+    let mut config = VerifierConfig::new(server.base.clone(), AUDIENCE);
+    config.refetch_interval = Duration::ZERO;
+    let verifier = Verifier::discover(config, None).await.unwrap();
+    assert!(verifier.verify(&by_a).await.is_ok());
+    assert_eq!(verifier.cached_tokens(), 1);
+
+    // The issuer withdraws `a` and publishes `b`; a token by `b` makes the
+    // verifier refetch, which drops `a` and every token it had cached.
+    let b = key(KeyAlg::EdDSA, "b");
+    let by_b = sign_with(&b, Some("at+jwt"), Some("b"), &body);
+    server.set_keys(&KeySet::new(vec![b]).unwrap());
+    assert!(verifier.verify(&by_b).await.is_ok());
+    assert_eq!(verifier.verify(&by_a).await, Err(VerifyError::UnknownKid));
+}
