@@ -12,11 +12,13 @@
 //! | the revocation vocabulary: rules, keys, a token's keys | [`rule`] |
 //! | the hot path: bloom filter + exact map, expiry | [`denylist`] |
 //! | the wire format of a change (protobuf, `proto/`) | [`event`] |
+//! | Redis layout, scripts, snapshot | [`store::redis`] |
+//! | SUBSCRIBE, snapshot, seq order, resync, staleness | [`subscriber`] |
 //! | the only reader of the system clock | [`clock`] |
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
 //! | signing keys, `kid`s, the JWK set (feature `issuer`) | `keys` |
-//! | where revocations are written: `RevocationStore`, the in-memory store (feature `issuer`) | `store` |
+//! | where the issuer writes revocations: [`store::RevocationStore`], [`store::memory`] | [`store`] |
 //! | the configuration file and `REVOKD_*` overrides (feature `issuer`) | `config` |
 //!
 //! A resource server builds this crate without the default `issuer` feature.
@@ -26,6 +28,8 @@ pub mod denylist;
 pub mod event;
 pub mod metrics;
 pub mod rule;
+pub mod store;
+pub mod subscriber;
 
 #[cfg(feature = "issuer")]
 pub mod config;
@@ -33,5 +37,3 @@ pub mod config;
 pub mod issuer;
 #[cfg(feature = "issuer")]
 pub mod keys;
-#[cfg(feature = "issuer")]
-pub mod store;

@@ -132,6 +132,10 @@ struct Writer {
     /// Per shard: the earliest `expires_at` in it (`u32::MAX` when empty),
     /// so expiry copies only the shards that hold an expired rule.
     min_expiry: Vec<u32>,
+    /// The rule key behind each hash, kept only by denylists that must be
+    /// able to list their rules (an issuer re-writing them to a Redis that
+    /// lost its data). Never read on the request path.
+    keys: Option<hashbrown::HashMap<KeyHash, RuleKey, hash::PassThrough>>,
 }
 
 impl Writer {
@@ -173,12 +177,21 @@ impl Denylist {
         Denylist::build(KeyHasher::with_seed(seed), capacity)
     }
 
+    /// An empty denylist that also keeps every rule's key, so that
+    /// [`Denylist::rules`] can list them (issuers; costs the key strings).
+    pub fn listing() -> Denylist {
+        let denylist = Denylist::new();
+        denylist.lock_writer().keys = Some(hashbrown::HashMap::with_hasher(hash::PassThrough));
+        denylist
+    }
+
     fn build(hasher: KeyHasher, capacity: usize) -> Denylist {
         let generation = Generation::empty([capacity; KINDS]);
         let writer = Writer {
             rules: [0; KINDS],
             filter_load: [0; KINDS],
             min_expiry: vec![u32::MAX; generation.shards.count()],
+            keys: None,
         };
         Denylist {
             shared: Arc::new(Shared {
@@ -249,6 +262,11 @@ impl Denylist {
             .iter()
             .map(|rule| (0, self.shared.hasher.key(&rule.key), entry_of(rule)))
             .collect();
+        if let Some(keys) = &mut writer.keys {
+            for (rule, (_, hash, _)) in rules.iter().zip(&changes) {
+                keys.entry(*hash).or_insert_with(|| rule.key.clone());
+            }
+        }
         self.grow_for(&mut writer, &changes);
         let generation = self.shared.current.load_full();
         // Set filter bits before publishing the map: a reader that sees a bit
@@ -280,6 +298,58 @@ impl Denylist {
         self.publish_count(&writer);
     }
 
+    /// Replaces every rule with `rules` (a snapshot known to be complete),
+    /// published as one new generation: readers see the old set or the new
+    /// one, never a mix. Rules for one key are merged.
+    pub fn replace_all(&self, rules: &[Rule]) {
+        let mut writer = self.lock_writer();
+        let mut keys = writer
+            .keys
+            .as_ref()
+            .map(|_| hashbrown::HashMap::with_hasher(hash::PassThrough));
+        let mut merged = Table::with_hasher(hash::PassThrough);
+        for rule in rules {
+            let hash = self.shared.hasher.key(&rule.key);
+            let entry = entry_of(rule);
+            let held = merged
+                .get(&hash)
+                .map_or(entry, |old: &Entry| old.merge(entry));
+            merged.insert(hash, held);
+            if let Some(keys) = &mut keys {
+                keys.entry(hash).or_insert_with(|| rule.key.clone());
+            }
+        }
+        writer.rules = [0; KINDS];
+        for hash in merged.keys() {
+            writer.rules[hash.kind_index()] += 1;
+        }
+        writer.keys = keys;
+        let capacities = writer.rules.map(|rules| rules.saturating_mul(2));
+        self.publish_generation(&mut writer, capacities, [merged].iter());
+        self.publish_count(&writer);
+    }
+
+    /// Every rule in force at `now`, for a denylist made with
+    /// [`Denylist::listing`]; `None` for one that does not keep keys.
+    pub fn rules(&self, now: u64) -> Option<Vec<Rule>> {
+        let writer = self.lock_writer();
+        let keys = writer.keys.as_ref()?;
+        let generation = self.shared.current.load_full();
+        let now = clamp(now);
+        Some(
+            keys.iter()
+                .filter_map(|(&hash, key)| {
+                    let entry = generation.shards.get(hash)?;
+                    (now < entry.expires_at).then(|| Rule {
+                        key: key.clone(),
+                        revoked_before: revoked_before_of(entry),
+                        expires_at: u64::from(entry.expires_at),
+                    })
+                })
+                .collect(),
+        )
+    }
+
     /// Deletes the rule for `key` (re-approval). Returns whether there was one.
     pub fn remove(&self, key: &RuleKey) -> bool {
         let mut writer = self.lock_writer();
@@ -294,6 +364,9 @@ impl Denylist {
         table.remove(&hash);
         generation.shards.publish(index, table);
         writer.rules[hash.kind_index()] -= 1;
+        if let Some(keys) = &mut writer.keys {
+            keys.remove(&hash);
+        }
         self.publish_count(&writer);
         true
     }
@@ -338,6 +411,12 @@ impl Denylist {
     /// Number of rules held (live, or expired and not yet swept).
     pub fn len(&self) -> usize {
         self.shared.rules.load(Ordering::Relaxed)
+    }
+
+    /// Size of the bloom filters in bits (cheap, unlike [`Denylist::stats`]).
+    pub fn bloom_bits(&self) -> usize {
+        let generation = self.shared.current.load();
+        generation.filters.iter().map(BlockedBloom::bits).sum()
     }
 
     /// Whether no rule is held.
@@ -417,6 +496,9 @@ impl Denylist {
                 let keep = entry.expires_at > now;
                 if !keep {
                     writer.rules[key.kind_index()] -= 1;
+                    if let Some(keys) = &mut writer.keys {
+                        keys.remove(key);
+                    }
                     expired += 1;
                 }
                 keep
@@ -428,22 +510,33 @@ impl Denylist {
         expired
     }
 
-    /// Publishes a new generation: each kind's filter sized for its entry of
-    /// `capacities`, shards to match, holding every current rule.
+    /// Publishes a new generation holding every current rule, each kind's
+    /// filter sized for its entry of `capacities`.
     fn rebuild(&self, writer: &mut Writer, capacities: [usize; KINDS]) {
         let old = self.shared.current.load_full();
+        let tables: Vec<Arc<Table>> = old.shards.tables().collect();
+        self.publish_generation(writer, capacities, tables.iter().map(|table| &**table));
+    }
+
+    /// Publishes a new generation made of the entries of `tables`.
+    fn publish_generation<'a>(
+        &self,
+        writer: &mut Writer,
+        capacities: [usize; KINDS],
+        tables: impl Iterator<Item = &'a Table>,
+    ) {
         let mut generation = Generation::empty(capacities);
-        let mut tables = Shards::empty_tables(generation.shards.count());
-        let mask = tables.len() - 1;
-        for table in old.shards.tables() {
+        let mut shards = Shards::empty_tables(generation.shards.count());
+        let mask = shards.len() - 1;
+        for table in tables {
             for (&key, &entry) in table.iter() {
                 generation.filters[key.kind_index()].insert(key);
-                tables[Shards::index_of(key, mask)].insert(key, entry);
+                shards[Shards::index_of(key, mask)].insert(key, entry);
             }
         }
-        writer.min_expiry = tables.iter().map(min_expiry_of).collect();
+        writer.min_expiry = shards.iter().map(min_expiry_of).collect();
         writer.filter_load = writer.rules;
-        generation.shards = Shards::from_tables(tables);
+        generation.shards = Shards::from_tables(shards);
         self.shared.current.store(Arc::new(generation));
     }
 }

@@ -391,3 +391,42 @@ fn readers_never_miss_a_live_rule_while_the_writer_churns() {
     );
     assert!(denylist.stats().bloom_capacity >= ANCHORS + NEW);
 }
+
+#[test]
+fn replace_all_swaps_the_whole_rule_set() {
+    let denylist = Denylist::new();
+    denylist.apply(&rule("jti:old", RevokedBefore::All, 100));
+    denylist.replace_all(&[
+        rule("jti:new", RevokedBefore::All, 100),
+        rule("sub:alice", RevokedBefore::IssuedAtOrBefore(5), 100),
+        rule("sub:alice", RevokedBefore::IssuedAtOrBefore(7), 90),
+    ]);
+    assert!(denylist.is_revoked(&token("old", "u", 1), 50).is_none());
+    assert!(denylist.is_revoked(&token("new", "u", 1), 50).is_some());
+    let alice = denylist.get(&"sub:alice".parse().unwrap(), 0).unwrap();
+    assert_eq!(alice.revoked_before, RevokedBefore::IssuedAtOrBefore(7));
+    assert_eq!(alice.expires_at, 100);
+    assert_eq!(denylist.len(), 2);
+}
+
+#[test]
+fn a_listing_denylist_lists_its_live_rules() {
+    assert_eq!(Denylist::new().rules(0), None);
+    let denylist = Denylist::listing();
+    denylist.apply(&rule("jti:a", RevokedBefore::All, 100));
+    denylist.apply(&rule("sid:b", RevokedBefore::All, 50));
+    denylist.apply(&rule("jti:c", RevokedBefore::All, 100));
+    denylist.remove(&"jti:c".parse().unwrap());
+    let mut listed: Vec<String> = denylist
+        .rules(60)
+        .unwrap()
+        .iter()
+        .map(|r| r.key.to_string())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, ["jti:a"]);
+    denylist.replace_all(&[rule("client:web", RevokedBefore::All, 100)]);
+    let listed = denylist.rules(0).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].key.to_string(), "client:web");
+}

@@ -17,6 +17,7 @@ use std::time::Duration;
 use crate::rule::{Rule, RuleKey};
 
 pub mod memory;
+pub mod redis;
 
 /// A boxed future returned by [`RevocationStore`] methods.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
