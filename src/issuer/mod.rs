@@ -92,6 +92,24 @@ impl std::ops::Deref for AppState {
     }
 }
 
+impl App {
+    /// Verifies a token of ours now (see [`jwt::verify`]); revocation is not
+    /// checked.
+    pub fn verify(
+        &self,
+        token: &str,
+        want: Option<jwt::TokenKind>,
+    ) -> Option<(jwt::TokenKind, jwt::Claims)> {
+        jwt::verify(
+            &self.keys,
+            &self.config.issuer,
+            token,
+            want,
+            crate::clock::now_secs(),
+        )
+    }
+}
+
 /// Why the app could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

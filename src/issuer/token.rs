@@ -135,12 +135,7 @@ async fn refresh(
 ) -> Result<TokenResponse, OAuthError> {
     const BAD: OAuthError = OAuthError::InvalidGrant("invalid refresh token");
     let presented = form.require("refresh_token")?;
-    let Some((_, old)) = jwt::verify(
-        &state.keys,
-        &state.config.issuer,
-        presented,
-        Some(TokenKind::Refresh),
-    ) else {
+    let Some((_, old)) = state.verify(presented, Some(TokenKind::Refresh)) else {
         return Err(BAD);
     };
     // Another client's refresh token changes nothing.
