@@ -18,7 +18,7 @@
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
 //! | signing keys, `kid`s, the JWK set (feature `issuer`) | `keys` |
-//! | where the issuer writes revocations: [`store::RevocationStore`], [`store::memory`] | [`store`] |
+//! | where revocations are written: `RevocationStore`, in memory or in Redis | [`store`] |
 //! | the configuration file and `REVOKD_*` overrides (feature `issuer`) | `config` |
 //!
 //! A resource server builds this crate without the default `issuer` feature.
@@ -28,8 +28,6 @@ pub mod denylist;
 pub mod event;
 pub mod metrics;
 pub mod rule;
-pub mod store;
-pub mod subscriber;
 
 #[cfg(feature = "issuer")]
 pub mod config;
@@ -37,3 +35,5 @@ pub mod config;
 pub mod issuer;
 #[cfg(feature = "issuer")]
 pub mod keys;
+pub mod store;
+pub mod subscriber;

@@ -114,6 +114,20 @@ fn client_new(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A Redis URL without its password, for logs.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// How long the denylist may go without proving it is in sync with Redis
+/// before `/readyz` turns false (the design's default bound).
+const STALENESS_BOUND: Duration = Duration::from_secs(60);
+
 async fn serve(
     file: Option<PathBuf>,
     listen: Option<SocketAddr>,
@@ -129,11 +143,6 @@ async fn serve(
     }
     if redis.is_some() {
         config.store.redis_url = redis;
-    }
-    if config.store.redis_url.is_some() {
-        bail!(
-            "the Redis store is not available in this build yet; remove store.redis_url / --redis"
-        );
     }
     if dev {
         if listen.is_none() {
@@ -179,7 +188,15 @@ async fn serve(
         KeySet::load(&config.signing_keys)?
     };
 
-    let state = AppState::in_memory(config, keys)?;
+    let (state, _replication) = match config.store.redis_url.clone() {
+        None => (AppState::in_memory(config, keys)?, None),
+        Some(url) => {
+            tracing::info!(redis = %redacted(&url), "replicating through redis");
+            let (state, replication) =
+                issuer::replicated::on_redis(config, keys, &url, STALENESS_BOUND)?;
+            (state, Some(replication))
+        }
+    };
     if let Some(secret) = demo {
         print_dev_banner(&state.config.issuer, &secret);
     }

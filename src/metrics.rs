@@ -3,7 +3,8 @@
 //! one: an embedding resource server has its own).
 
 use prometheus::{
-    HistogramOpts, HistogramVec, IntCounter, IntCounterVec, Opts, Registry, exponential_buckets,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    exponential_buckets,
 };
 
 /// The issuer's metrics (contract names, prefix `revokd_`).
@@ -73,6 +74,77 @@ impl IssuerMetrics {
             refresh_reuse_detected,
             http_request_duration,
         })
+    }
+}
+
+// === denylist and subscriber ===
+
+/// The denylist and subscriber metrics of the contract, registered on the
+/// embedding application's registry.
+#[derive(Clone)]
+pub struct DenylistMetrics {
+    /// `revokd_denylist_rules`
+    pub(crate) rules: IntGauge,
+    /// `revokd_denylist_bloom_bits`
+    pub(crate) bloom_bits: IntGauge,
+    /// `revokd_denylist_events_applied_total`
+    pub(crate) events_applied: IntCounter,
+    /// `revokd_denylist_resyncs_total{reason}`
+    pub(crate) resyncs: IntCounterVec,
+    /// `revokd_denylist_staleness_seconds`
+    pub(crate) staleness: prometheus::Gauge,
+    /// `revokd_denylist_propagation_seconds`
+    pub(crate) propagation: Histogram,
+    /// `revokd_redis_connected`
+    pub(crate) redis_connected: IntGauge,
+}
+
+impl DenylistMetrics {
+    /// Creates the metrics and registers them on `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<DenylistMetrics> {
+        let metrics = DenylistMetrics {
+            rules: IntGauge::new("revokd_denylist_rules", "Rules held by the denylist")?,
+            bloom_bits: IntGauge::new(
+                "revokd_denylist_bloom_bits",
+                "Size of the denylist's bloom filters in bits",
+            )?,
+            events_applied: IntCounter::new(
+                "revokd_denylist_events_applied_total",
+                "Revocation events applied to the denylist",
+            )?,
+            resyncs: IntCounterVec::new(
+                Opts::new(
+                    "revokd_denylist_resyncs_total",
+                    "Full resyncs with Redis, by reason",
+                ),
+                &["reason"],
+            )?,
+            staleness: prometheus::Gauge::new(
+                "revokd_denylist_staleness_seconds",
+                "Seconds since the denylist last proved it was in sync with Redis",
+            )?,
+            propagation: Histogram::with_opts(
+                HistogramOpts::new(
+                    "revokd_denylist_propagation_seconds",
+                    "Time from an event's publication to its application here",
+                )
+                .buckets(vec![
+                    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
+                ]),
+            )?,
+            redis_connected: IntGauge::new(
+                "revokd_redis_connected",
+                "1 while the subscriber holds a Redis connection",
+            )?,
+        };
+        registry.register(Box::new(metrics.rules.clone()))?;
+        registry.register(Box::new(metrics.bloom_bits.clone()))?;
+        registry.register(Box::new(metrics.events_applied.clone()))?;
+        registry.register(Box::new(metrics.resyncs.clone()))?;
+        registry.register(Box::new(metrics.staleness.clone()))?;
+        registry.register(Box::new(metrics.propagation.clone()))?;
+        registry.register(Box::new(metrics.redis_connected.clone()))?;
+        Ok(metrics)
     }
 }
 

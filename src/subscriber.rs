@@ -29,11 +29,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 use crate::clock;
 use crate::denylist::Denylist;
 use crate::event::{Change, Event};
+use crate::metrics::DenylistMetrics;
 use crate::store::redis::{EpochSnapshot, RedisStore, RedisStoreError};
 
 /// How a subscriber paces itself.
@@ -61,68 +61,6 @@ impl Default for SubscriberConfig {
             maintain_interval: Duration::from_secs(1),
             restore: false,
         }
-    }
-}
-
-/// The denylist and subscriber metrics of the contract, registered on the
-/// embedding application's registry.
-#[derive(Clone)]
-pub struct DenylistMetrics {
-    rules: IntGauge,
-    bloom_bits: IntGauge,
-    events_applied: IntCounter,
-    resyncs: IntCounterVec,
-    staleness: prometheus::Gauge,
-    propagation: Histogram,
-    redis_connected: IntGauge,
-}
-
-impl DenylistMetrics {
-    /// Creates the metrics and registers them on `registry`.
-    pub fn register(registry: &Registry) -> prometheus::Result<DenylistMetrics> {
-        let metrics = DenylistMetrics {
-            rules: IntGauge::new("revokd_denylist_rules", "Rules held by the denylist")?,
-            bloom_bits: IntGauge::new(
-                "revokd_denylist_bloom_bits",
-                "Size of the denylist's bloom filters in bits",
-            )?,
-            events_applied: IntCounter::new(
-                "revokd_denylist_events_applied_total",
-                "Revocation events applied to the denylist",
-            )?,
-            resyncs: IntCounterVec::new(
-                Opts::new(
-                    "revokd_denylist_resyncs_total",
-                    "Full resyncs with Redis, by reason",
-                ),
-                &["reason"],
-            )?,
-            staleness: prometheus::Gauge::new(
-                "revokd_denylist_staleness_seconds",
-                "Seconds since the denylist last proved it was in sync with Redis",
-            )?,
-            propagation: Histogram::with_opts(
-                HistogramOpts::new(
-                    "revokd_denylist_propagation_seconds",
-                    "Time from an event's publication to its application here",
-                )
-                .buckets(vec![
-                    0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0,
-                ]),
-            )?,
-            redis_connected: IntGauge::new(
-                "revokd_redis_connected",
-                "1 while the subscriber holds a Redis connection",
-            )?,
-        };
-        registry.register(Box::new(metrics.rules.clone()))?;
-        registry.register(Box::new(metrics.bloom_bits.clone()))?;
-        registry.register(Box::new(metrics.events_applied.clone()))?;
-        registry.register(Box::new(metrics.resyncs.clone()))?;
-        registry.register(Box::new(metrics.staleness.clone()))?;
-        registry.register(Box::new(metrics.propagation.clone()))?;
-        registry.register(Box::new(metrics.redis_connected.clone()))?;
-        Ok(metrics)
     }
 }
 

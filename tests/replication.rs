@@ -13,9 +13,10 @@ use std::time::{Duration, Instant};
 use prometheus::Registry;
 use redis_server::RedisServer;
 use revokd::denylist::Denylist;
+use revokd::metrics::DenylistMetrics;
 use revokd::rule::{RevokedBefore, Rule, RuleKey, TokenKeys};
 use revokd::store::redis::RedisStore;
-use revokd::subscriber::{DenylistMetrics, Subscriber, SubscriberConfig};
+use revokd::subscriber::{Subscriber, SubscriberConfig};
 
 const FAR: u64 = 4_000_000_000;
 

@@ -40,6 +40,7 @@ pub mod form;
 pub mod introspect;
 pub mod jwt;
 pub mod metadata;
+pub mod replicated;
 pub mod revoke;
 pub mod token;
 

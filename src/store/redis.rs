@@ -22,8 +22,12 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
+use super::{RefreshUse, RevocationStore, StoreError, StoreFuture};
+use crate::clock;
+use crate::denylist::Denylist;
 use crate::event::Snapshot;
 use crate::rule::{RevokedBefore, Rule, RuleKey};
+use crate::subscriber::Subscriber;
 
 /// Default bound on one Redis call: a revocation that cannot be stored by
 /// then fails (503) rather than hangs.
@@ -356,4 +360,118 @@ fn parse_snapshot(reply: Vec<redis::Value>) -> Result<EpochSnapshot, RedisStoreE
         snapshot: Snapshot { seq, rules },
         epoch,
     })
+}
+
+// === the issuer's store ===
+
+/// The issuer's [`RevocationStore`] on Redis: every change goes through a
+/// script, and only once Redis took it is it applied to the issuer's own
+/// denylist (so introspection at this issuer sees it at once, and the rule
+/// can be restored should Redis lose it). The subscriber brings in every
+/// other issuer's changes.
+///
+/// Readiness ([`RevocationStore::ping`]) needs Redis to answer and, when a
+/// subscriber is attached, the denylist to have proved in sync within the
+/// staleness bound.
+#[derive(Clone, Debug)]
+pub struct RedisRevocationStore {
+    store: RedisStore,
+    denylist: Denylist,
+    subscriber: Option<(Subscriber, Duration)>,
+}
+
+impl RedisRevocationStore {
+    /// A store writing through `store` and applying to `denylist`.
+    pub fn new(store: RedisStore, denylist: Denylist) -> RedisRevocationStore {
+        RedisRevocationStore {
+            store,
+            denylist,
+            subscriber: None,
+        }
+    }
+
+    /// Makes readiness also require `subscriber` fresh within `bound`.
+    pub fn with_subscriber(
+        mut self,
+        subscriber: Subscriber,
+        bound: Duration,
+    ) -> RedisRevocationStore {
+        self.subscriber = Some((subscriber, bound));
+        self
+    }
+}
+
+impl From<RedisStoreError> for StoreError {
+    fn from(error: RedisStoreError) -> Self {
+        StoreError::Unavailable(error.to_string())
+    }
+}
+
+impl RevocationStore for RedisRevocationStore {
+    fn revoke(&self, rule: Rule) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (_, merged) = self.store.revoke(&rule, clock::now_millis()).await?;
+            self.denylist.apply(&merged);
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let removed = self.store.remove(key, clock::now_millis()).await?.is_some();
+            self.denylist.remove(key);
+            Ok(removed)
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, Option<Rule>> {
+        Box::pin(async move {
+            let rule = self.store.get(key).await?;
+            Ok(rule.filter(|rule| rule.is_live(clock::now_secs())))
+        })
+    }
+
+    fn mark_refresh_used<'a>(&'a self, jti: &'a str, ttl: Duration) -> StoreFuture<'a, RefreshUse> {
+        Box::pin(async move {
+            Ok(match self.store.mark_refresh_used(jti, ttl).await? {
+                true => RefreshUse::First,
+                false => RefreshUse::Reused,
+            })
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.store.seq().await?;
+            if let Some((subscriber, bound)) = &self.subscriber
+                && !subscriber.is_fresh(*bound)
+            {
+                return Err(StoreError::Unavailable(format!(
+                    "denylist not proved in sync with redis for {:?} (bound {bound:?})",
+                    subscriber.staleness()
+                )));
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Sweeps expired rules out of Redis every `interval`, until dropped. Many
+/// issuers may run it at once: the script is idempotent.
+pub async fn expire_forever(store: RedisStore, interval: Duration) {
+    let mut ticker = tokio::time::interval(interval);
+    loop {
+        ticker.tick().await;
+        // Batches of 1000 keep each script call short; loop while full.
+        loop {
+            match store.expire(clock::now_secs(), 1000).await {
+                Ok(1000) => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::debug!(%error, "expiring rules in redis failed; will retry");
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -4,10 +4,14 @@
 
 mod support;
 
+#[path = "../common/redis_server.rs"]
+mod redis_server;
+
 mod admin;
 mod cli;
 mod input;
 mod introspect;
 mod keys;
+mod replicated;
 mod revoke;
 mod token;

@@ -153,6 +153,36 @@ pub async fn start_with(keys: KeySet, tweak: impl FnOnce(&mut Config)) -> Server
     }
 }
 
+/// Starts an issuer replicating through the Redis at `redis_url`. Replicas
+/// of one deployment share `issuer` (the `iss` of their tokens) and `keys`.
+pub async fn start_on_redis(
+    issuer: &str,
+    keys: KeySet,
+    redis_url: &str,
+) -> (Server, issuer::replicated::Replication) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (state, replication) =
+        issuer::replicated::on_redis(config(issuer), keys, redis_url, Duration::from_secs(2))
+            .unwrap();
+    let app = issuer::router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .unwrap();
+    let server = Server {
+        base,
+        http,
+        state,
+        task,
+    };
+    (server, replication)
+}
+
 /// A key set of one freshly generated key.
 pub fn key_set(alg: KeyAlg, kid: &str) -> KeySet {
     KeySet::new(vec![

@@ -1,0 +1,125 @@
+//! Issuers sharing one Redis (a real redis-server on a free loopback port):
+//! a revocation at one is enforced at the others, refresh rotation is
+//! consistent across them, and a revocation Redis cannot take is a 503.
+
+use std::time::{Duration, Instant};
+
+use revokd::keys::{KeyAlg, KeySet};
+use serde_json::Value;
+
+use crate::redis_server::RedisServer;
+use crate::support::{Server, WEB, start_on_redis};
+
+const ISSUER: &str = "http://revokd.test";
+
+async fn eventually_inactive(server: &Server, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while server.active(token).await {
+        assert!(
+            Instant::now() < deadline,
+            "token still active at {}",
+            server.base
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_revocation_at_one_issuer_is_enforced_at_the_other() {
+    let redis = RedisServer::start();
+    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let (a, _ra) = start_on_redis(ISSUER, keys.clone(), &redis.url()).await;
+    let (b, _rb) = start_on_redis(ISSUER, keys, &redis.url()).await;
+
+    let token = a.cc_token(WEB).await;
+    assert!(b.active(&token).await, "b verifies a's tokens");
+    assert_eq!(a.revoke(WEB, &token).await, 200);
+    let revoked_at = Instant::now();
+    eventually_inactive(&b, &token).await;
+    assert!(revoked_at.elapsed() < Duration::from_secs(1));
+    assert!(!a.active(&token).await);
+
+    // Logout at b: the session's access tokens die at a too.
+    let (access, refresh) = a.login(WEB).await;
+    assert_eq!(b.revoke(WEB, &refresh).await, 200);
+    eventually_inactive(&a, &access).await;
+}
+
+#[tokio::test]
+async fn a_refresh_token_replayed_at_another_issuer_is_reuse() {
+    let redis = RedisServer::start();
+    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let (a, _ra) = start_on_redis(ISSUER, keys.clone(), &redis.url()).await;
+    let (b, _rb) = start_on_redis(ISSUER, keys, &redis.url()).await;
+
+    let (_, refresh) = a.login(WEB).await;
+    let rotated = a.refresh(WEB, &refresh).await;
+    assert_eq!(rotated.status(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+    let new_access = rotated["access_token"].as_str().unwrap().to_owned();
+
+    let replay = b.refresh(WEB, &refresh).await;
+    assert_eq!(replay.status(), 400);
+    let body: Value = replay.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_grant");
+    // The whole session died, at both issuers.
+    eventually_inactive(&a, &new_access).await;
+    eventually_inactive(&b, &new_access).await;
+}
+
+#[tokio::test]
+async fn without_redis_revocation_is_503_while_tokens_are_still_issued() {
+    let mut redis = RedisServer::start();
+    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let (a, _ra) = start_on_redis(ISSUER, keys, &redis.url()).await;
+    let token = a.cc_token(WEB).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while a
+        .http
+        .get(format!("{}/readyz", a.base))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        != 200
+    {
+        assert!(Instant::now() < deadline, "never ready: redis is up");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    redis.kill();
+    let started = Instant::now();
+    let response = a
+        .http
+        .post(format!("{}/oauth2/revoke", a.base))
+        .basic_auth(WEB.0, Some(WEB.1))
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(started.elapsed() < Duration::from_secs(5), "bounded wait");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+    assert!(a.active(&token).await, "nothing was revoked");
+    let fresh = a.cc_token(WEB).await;
+    assert!(a.active(&fresh).await, "issuing needs no Redis");
+    let ready = a
+        .http
+        .get(format!("{}/readyz", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if a.revoke(WEB, &token).await == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "revocation never recovered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!a.active(&token).await);
+}
