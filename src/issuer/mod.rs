@@ -184,7 +184,9 @@ impl AppState {
     pub fn in_memory(config: Config, keys: KeySet) -> Result<AppState, SetupError> {
         let denylist = Denylist::new();
         let store = Arc::new(MemoryStore::new(denylist.clone()));
-        AppState::new(config, keys, store, denylist, Registry::new())
+        let registry = Registry::new();
+        crate::metrics::register_denylist_gauges(&registry, &denylist)?;
+        AppState::new(config, keys, store, denylist, registry)
     }
 }
 
