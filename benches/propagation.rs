@@ -7,7 +7,9 @@
 //! on propagation: it includes the child's report over a pipe.
 //!
 //! Then it measures revocations per second through the Lua script with 64
-//! calls in flight (concurrent revocations at many issuers pipeline this way).
+//! calls in flight (concurrent revocations at many issuers pipeline this way),
+//! with 0, 16 and 64 subscribers that must each receive every event: the
+//! fan-out one Redis sustains.
 //!
 //! Run: `cargo bench --bench propagation` (EVENTS=n to change the count).
 
@@ -127,23 +129,56 @@ async fn parent(url: &str, events: usize) {
         latencies[latencies.len() - 1]
     );
 
-    let total = events * 2;
-    let in_flight = 64;
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for worker in 0..in_flight {
-        let store = store.clone();
-        tasks.spawn(async move {
-            for i in (worker..total).step_by(in_flight) {
-                store.revoke(&rule(events + i), 0).await.unwrap();
+    let mut first = events;
+    for subscribers in [0, 16, 64] {
+        let total = events * 2;
+        let rate = fan_out(url, &store, first, total, subscribers).await;
+        first += total;
+        println!(
+            "propagation/script_throughput/{subscribers}_subscribers: {total} revocations, 64 in flight: {rate:.0} revocations/s delivered to every subscriber"
+        );
+    }
+}
+
+/// Revokes `total` rules with 64 calls in flight while `subscribers` plain
+/// pub/sub connections each receive every event; returns events per second
+/// until the last subscriber has them all.
+async fn fan_out(
+    url: &str,
+    store: &RedisStore,
+    first: usize,
+    total: usize,
+    subscribers: usize,
+) -> f64 {
+    use futures_util::StreamExt;
+    let client = redis::Client::open(url).unwrap();
+    let mut receivers = tokio::task::JoinSet::new();
+    for _ in 0..subscribers {
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub.subscribe(&store.keys().channel).await.unwrap();
+        receivers.spawn(async move {
+            let mut messages = pubsub.into_on_message();
+            for _ in 0..total {
+                messages.next().await.unwrap();
             }
         });
     }
-    while let Some(result) = tasks.join_next().await {
+    let in_flight = 64;
+    let started = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for worker in 0..in_flight {
+        let store = store.clone();
+        writers.spawn(async move {
+            for i in (worker..total).step_by(in_flight) {
+                store.revoke(&rule(first + i), 0).await.unwrap();
+            }
+        });
+    }
+    while let Some(result) = writers.join_next().await {
         result.unwrap();
     }
-    let rate = total as f64 / started.elapsed().as_secs_f64();
-    println!(
-        "propagation/script_throughput: {total} revocations, {in_flight} in flight: {rate:.0} revocations/s"
-    );
+    while let Some(result) = receivers.join_next().await {
+        result.unwrap();
+    }
+    total as f64 / started.elapsed().as_secs_f64()
 }

@@ -2,6 +2,8 @@
 //! [`prometheus::Registry`] the caller passes in (never the global
 //! one: an embedding resource server has its own).
 
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     exponential_buckets,
@@ -79,14 +81,55 @@ impl IssuerMetrics {
 
 // === denylist and subscriber ===
 
+use crate::denylist::Denylist;
+
+/// `revokd_denylist_rules` and `revokd_denylist_bloom_bits`, read from the
+/// denylist when scraped (nothing to keep up to date, nothing on the hot path).
+struct DenylistGauges {
+    denylist: Denylist,
+    rules: IntGauge,
+    bloom_bits: IntGauge,
+}
+
+impl Collector for DenylistGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        let mut descs = self.rules.desc();
+        descs.extend(self.bloom_bits.desc());
+        descs
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.rules
+            .set(i64::try_from(self.denylist.len()).unwrap_or(i64::MAX));
+        self.bloom_bits
+            .set(i64::try_from(self.denylist.bloom_bits()).unwrap_or(i64::MAX));
+        let mut families = self.rules.collect();
+        families.extend(self.bloom_bits.collect());
+        families
+    }
+}
+
+/// Registers the denylist's size gauges (`revokd_denylist_rules`,
+/// `revokd_denylist_bloom_bits`) on `registry`; they read `denylist` when
+/// scraped. [`DenylistMetrics::register`] includes them.
+pub fn register_denylist_gauges(
+    registry: &Registry,
+    denylist: &Denylist,
+) -> prometheus::Result<()> {
+    registry.register(Box::new(DenylistGauges {
+        denylist: denylist.clone(),
+        rules: IntGauge::new("revokd_denylist_rules", "Rules held by the denylist")?,
+        bloom_bits: IntGauge::new(
+            "revokd_denylist_bloom_bits",
+            "Size of the denylist's bloom filters in bits",
+        )?,
+    }))
+}
+
 /// The denylist and subscriber metrics of the contract, registered on the
 /// embedding application's registry.
 #[derive(Clone)]
 pub struct DenylistMetrics {
-    /// `revokd_denylist_rules`
-    pub(crate) rules: IntGauge,
-    /// `revokd_denylist_bloom_bits`
-    pub(crate) bloom_bits: IntGauge,
     /// `revokd_denylist_events_applied_total`
     pub(crate) events_applied: IntCounter,
     /// `revokd_denylist_resyncs_total{reason}`
@@ -100,14 +143,14 @@ pub struct DenylistMetrics {
 }
 
 impl DenylistMetrics {
-    /// Creates the metrics and registers them on `registry`.
-    pub fn register(registry: &Registry) -> prometheus::Result<DenylistMetrics> {
+    /// Creates the subscriber's metrics and the denylist's size gauges and
+    /// registers them on `registry`.
+    pub fn register(
+        registry: &Registry,
+        denylist: &Denylist,
+    ) -> prometheus::Result<DenylistMetrics> {
+        register_denylist_gauges(registry, denylist)?;
         let metrics = DenylistMetrics {
-            rules: IntGauge::new("revokd_denylist_rules", "Rules held by the denylist")?,
-            bloom_bits: IntGauge::new(
-                "revokd_denylist_bloom_bits",
-                "Size of the denylist's bloom filters in bits",
-            )?,
             events_applied: IntCounter::new(
                 "revokd_denylist_events_applied_total",
                 "Revocation events applied to the denylist",
@@ -137,8 +180,6 @@ impl DenylistMetrics {
                 "1 while the subscriber holds a Redis connection",
             )?,
         };
-        registry.register(Box::new(metrics.rules.clone()))?;
-        registry.register(Box::new(metrics.bloom_bits.clone()))?;
         registry.register(Box::new(metrics.events_applied.clone()))?;
         registry.register(Box::new(metrics.resyncs.clone()))?;
         registry.register(Box::new(metrics.staleness.clone()))?;

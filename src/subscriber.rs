@@ -401,12 +401,6 @@ impl Task {
 
     fn publish_gauges(&self) {
         if let Some(metrics) = &self.metrics {
-            let rules = self.denylist.len();
-            metrics.rules.set(i64::try_from(rules).unwrap_or(i64::MAX));
-            let bits = self.denylist.bloom_bits();
-            metrics
-                .bloom_bits
-                .set(i64::try_from(bits).unwrap_or(i64::MAX));
             let staleness = staleness(&self.state);
             metrics.staleness.set(if staleness == Duration::MAX {
                 f64::INFINITY

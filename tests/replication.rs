@@ -60,7 +60,7 @@ fn subscribe(server: &RedisServer, restore: bool) -> Node {
         Denylist::new()
     };
     let registry = Registry::new();
-    let metrics = DenylistMetrics::register(&registry).unwrap();
+    let metrics = DenylistMetrics::register(&registry, &denylist).unwrap();
     let subscriber = Subscriber::spawn(
         redis::Client::open(server.url()).unwrap(),
         store(server),
@@ -183,6 +183,16 @@ async fn the_script_merges_rules_and_get_reads_them_back() {
         .unwrap();
     assert_eq!(all.revoked_before, RevokedBefore::All);
     assert_eq!(store.get(&"sub:bob".parse().unwrap()).await.unwrap(), None);
+
+    // A standing rule (no expiry) is kept until the latest storable instant.
+    let standing = Rule {
+        key: "client:gone".parse().unwrap(),
+        revoked_before: RevokedBefore::All,
+        expires_at: u64::MAX,
+    };
+    let (_, kept) = store.revoke(&standing, 0).await.unwrap();
+    assert_eq!(kept.expires_at, revokd::store::redis::LATEST_EXPIRY);
+    assert_eq!(store.get(&standing.key).await.unwrap(), Some(kept));
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::AppState;
 use super::error::OAuthError;
 use super::form::read_body;
-use super::jwt::{self, TokenKind};
+use super::jwt::TokenKind;
 use crate::clock;
 use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey};
 
@@ -194,13 +194,9 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
         .ok_or(OAuthError::InvalidToken)?;
-    let (_, claims) = jwt::verify(
-        &state.keys,
-        &state.config.issuer,
-        token,
-        Some(TokenKind::Access),
-    )
-    .ok_or(OAuthError::InvalidToken)?;
+    let (_, claims) = state
+        .verify(token, Some(TokenKind::Access))
+        .ok_or(OAuthError::InvalidToken)?;
     if state
         .denylist
         .is_revoked(&claims.token_keys(), clock::now_secs())

@@ -14,7 +14,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::OAuthError;
 use super::form::OAuthForm;
-use super::jwt::{self, TokenKind};
+use super::jwt::TokenKind;
 use crate::clock;
 
 /// The handler.
@@ -25,18 +25,14 @@ pub async fn introspect(
 ) -> Result<Response, OAuthError> {
     state.clients.authenticate(&headers, &form).await?;
     let token = form.require("token")?;
-    let active = jwt::verify(
-        &state.keys,
-        &state.config.issuer,
-        token,
-        Some(TokenKind::Access),
-    )
-    .filter(|(_, claims)| {
-        state
-            .denylist
-            .is_revoked(&claims.token_keys(), clock::now_secs())
-            .is_none()
-    });
+    let active = state
+        .verify(token, Some(TokenKind::Access))
+        .filter(|(_, claims)| {
+            state
+                .denylist
+                .is_revoked(&claims.token_keys(), clock::now_secs())
+                .is_none()
+        });
     let body = match active {
         None => json!({"active": false}),
         Some((_, c)) => json!({

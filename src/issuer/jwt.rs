@@ -5,7 +5,8 @@
 //! `at+jwt` or `rt+jwt` and a `kid` found in our key map; the allowed
 //! algorithm is that key's (never the header's), so `none` and HS/asymmetric
 //! confusion fail. Then signature, `iss`, `exp` (no leeway: these are our
-//! own clocks), and for refresh tokens `aud` = the issuer.
+//! own clocks, read once by the caller), and for refresh tokens `aud` = the
+//! issuer.
 
 use serde::{Deserialize, Serialize};
 
@@ -131,14 +132,16 @@ pub fn sign(keys: &KeySet, kind: TokenKind, claims: &Claims) -> Result<String, S
     jsonwebtoken::encode(&header, claims, key.encoding_key()).map_err(|e| SignError(e.to_string()))
 }
 
-/// Verifies a token of ours. `None` for anything that is not a valid,
-/// unexpired token of `want` (or of either kind when `want` is `None`).
-/// Revocation is not checked here: ask the denylist.
+/// Verifies a token of ours at `now` (seconds since the epoch). `None` for
+/// anything that is not a valid, unexpired token of `want` (or of either
+/// kind when `want` is `None`). Revocation is not checked here: ask the
+/// denylist.
 pub fn verify(
     keys: &KeySet,
     issuer: &str,
     token: &str,
     want: Option<TokenKind>,
+    now: u64,
 ) -> Option<(TokenKind, Claims)> {
     if token.len() > MAX_TOKEN_LEN {
         return None;
@@ -158,6 +161,9 @@ pub fn verify(
         return None;
     }
     let mut validation = jsonwebtoken::Validation::new(key.algorithm());
+    // `exp` is checked below against the `now` we were given (time is a
+    // parameter; jsonwebtoken would read the system clock, with leeway).
+    validation.validate_exp = false;
     validation.leeway = 0;
     validation.set_issuer(&[issuer]);
     match kind {
@@ -171,5 +177,58 @@ pub fn verify(
         }
     }
     let data = jsonwebtoken::decode::<Claims>(token, key.decoding_key(), &validation).ok()?;
+    // RFC 7519 §4.1.4: not accepted on or after `exp`.
+    if now >= data.claims.exp {
+        return None;
+    }
     Some((kind, data.claims))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::KeyAlg;
+
+    fn claims(exp: u64) -> Claims {
+        Claims {
+            iss: "https://issuer.test".into(),
+            sub: "alice".into(),
+            aud: Audience::One("https://issuer.test".into()),
+            client_id: "web".into(),
+            scope: "read".into(),
+            iat: 100,
+            exp,
+            jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            sid: "BBBBBBBBBBBBBBBBBBBBBB".into(),
+        }
+    }
+
+    #[test]
+    fn a_token_is_refused_on_and_after_its_exp() {
+        let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+        let token = sign(&keys, TokenKind::Access, &claims(1000)).unwrap();
+        let iss = "https://issuer.test";
+        assert!(verify(&keys, iss, &token, Some(TokenKind::Access), 999).is_some());
+        assert!(verify(&keys, iss, &token, Some(TokenKind::Access), 1000).is_none());
+        assert!(verify(&keys, "https://other.test", &token, None, 999).is_none());
+    }
+
+    #[test]
+    fn the_kind_comes_from_typ_and_must_match() {
+        let keys = KeySet::ephemeral(KeyAlg::ES256).unwrap();
+        let iss = "https://issuer.test";
+        let refresh = sign(&keys, TokenKind::Refresh, &claims(1000)).unwrap();
+        assert!(verify(&keys, iss, &refresh, Some(TokenKind::Access), 1).is_none());
+        let (kind, _) = verify(&keys, iss, &refresh, None, 1).unwrap();
+        assert_eq!(kind, TokenKind::Refresh);
+        // A refresh token must name the issuer as its audience.
+        let mut wrong_aud = claims(1000);
+        wrong_aud.aud = Audience::One("api".into());
+        let token = sign(&keys, TokenKind::Refresh, &wrong_aud).unwrap();
+        assert!(verify(&keys, iss, &token, None, 1).is_none());
+        assert_eq!(
+            TokenKind::from_typ("application/AT+JWT"),
+            Some(TokenKind::Access)
+        );
+    }
 }

@@ -93,6 +93,24 @@ impl std::ops::Deref for AppState {
     }
 }
 
+impl App {
+    /// Verifies a token of ours now (see [`jwt::verify`]); revocation is not
+    /// checked.
+    pub fn verify(
+        &self,
+        token: &str,
+        want: Option<jwt::TokenKind>,
+    ) -> Option<(jwt::TokenKind, jwt::Claims)> {
+        jwt::verify(
+            &self.keys,
+            &self.config.issuer,
+            token,
+            want,
+            crate::clock::now_secs(),
+        )
+    }
+}
+
 /// Why the app could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -166,7 +184,9 @@ impl AppState {
     pub fn in_memory(config: Config, keys: KeySet) -> Result<AppState, SetupError> {
         let denylist = Denylist::new();
         let store = Arc::new(MemoryStore::new(denylist.clone()));
-        AppState::new(config, keys, store, denylist, Registry::new())
+        let registry = Registry::new();
+        crate::metrics::register_denylist_gauges(&registry, &denylist)?;
+        AppState::new(config, keys, store, denylist, registry)
     }
 }
 

@@ -70,7 +70,7 @@ pub fn on_redis(
     let store = RedisStore::new(client.clone(), &config.store.prefix, DEFAULT_TIMEOUT)?;
     let denylist = Denylist::listing();
     let registry = Registry::new();
-    let metrics = DenylistMetrics::register(&registry)?;
+    let metrics = DenylistMetrics::register(&registry, &denylist)?;
     let subscriber = Subscriber::spawn(
         client,
         store.clone(),

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::OAuthError;
 use super::form::OAuthForm;
-use super::jwt::{self, Claims, TokenKind};
+use super::jwt::{Claims, TokenKind};
 use crate::clock;
 use crate::config::Cascade;
 use crate::rule::{RevokedBefore, Rule, RuleKey};
@@ -27,7 +27,7 @@ pub async fn revoke(
 ) -> Result<Response, OAuthError> {
     let client = state.clients.authenticate(&headers, &form).await?;
     let token = form.require("token")?;
-    let Some((kind, claims)) = jwt::verify(&state.keys, &state.config.issuer, token, None) else {
+    let Some((kind, claims)) = state.verify(token, None) else {
         return Ok(done());
     };
     if claims.client_id != client.id {

@@ -90,7 +90,7 @@ fn client_credentials(
     let scope = granted_scope(form.get("scope"), &client.scopes, &client.default_scopes)?;
     // RFC 9068 §2.2: with no resource owner, `sub` names the client.
     // RFC 6749 §4.4.3: no refresh token.
-    issue(state, client, &client.id, scope, &random_id()?, false)
+    issue(state, client, &client.id, scope, None, &random_id()?)
 }
 
 async fn password(
@@ -117,7 +117,15 @@ async fn password(
             "invalid resource owner credentials",
         ));
     }
-    issue(state, client, username, scope, &random_id()?, true)
+    let refresh_scope = scope.clone();
+    issue(
+        state,
+        client,
+        username,
+        scope,
+        Some(refresh_scope),
+        &random_id()?,
+    )
 }
 
 async fn refresh(
@@ -127,12 +135,7 @@ async fn refresh(
 ) -> Result<TokenResponse, OAuthError> {
     const BAD: OAuthError = OAuthError::InvalidGrant("invalid refresh token");
     let presented = form.require("refresh_token")?;
-    let Some((_, old)) = jwt::verify(
-        &state.keys,
-        &state.config.issuer,
-        presented,
-        Some(TokenKind::Refresh),
-    ) else {
+    let Some((_, old)) = state.verify(presented, Some(TokenKind::Refresh)) else {
         return Err(BAD);
     };
     // Another client's refresh token changes nothing.
@@ -172,19 +175,28 @@ async fn refresh(
             ));
         }
     }
-    issue(state, client, &old.sub, scope, &old.sid, true)
+    // RFC 6749 §6: the new refresh token keeps the presented one's scope;
+    // only the access token is narrowed.
+    issue(
+        state,
+        client,
+        &old.sub,
+        scope,
+        Some(old.scope.clone()),
+        &old.sid,
+    )
 }
 
-/// Signs an access token (and a refresh token when `with_refresh`) for
-/// `sub`, unless a rule already revokes tokens for its keys (a disabled
-/// client, a revoked user).
+/// Signs an access token with `scope` (and a refresh token with
+/// `refresh_scope`, when given) for `sub` in session `sid`, unless a rule
+/// already revokes tokens for its keys (a disabled client, a revoked user).
 fn issue(
     state: &AppState,
     client: &Client,
     sub: &str,
     scope: String,
+    refresh_scope: Option<String>,
     sid: &str,
-    with_refresh: bool,
 ) -> Result<TokenResponse, OAuthError> {
     let now = clock::now_secs();
     let jti = random_id()?;
@@ -214,16 +226,18 @@ fn issue(
         sid: sid.to_owned(),
     };
     let access_token = sign(state, TokenKind::Access, &access)?;
-    let refresh_token = if with_refresh {
-        let refresh = Claims {
-            aud: Audience::One(issuer.clone()),
-            exp: now.saturating_add(client.refresh_ttl),
-            jti: random_id()?,
-            ..access.clone()
-        };
-        Some(sign(state, TokenKind::Refresh, &refresh)?)
-    } else {
-        None
+    let refresh_token = match refresh_scope {
+        Some(refresh_scope) => {
+            let refresh = Claims {
+                aud: Audience::One(issuer.clone()),
+                scope: refresh_scope,
+                exp: now.saturating_add(client.refresh_ttl),
+                jti: random_id()?,
+                ..access.clone()
+            };
+            Some(sign(state, TokenKind::Refresh, &refresh)?)
+        }
+        None => None,
     };
     Ok(TokenResponse {
         access_token,

@@ -29,6 +29,11 @@ use crate::event::Snapshot;
 use crate::rule::{RevokedBefore, Rule, RuleKey};
 use crate::subscriber::Subscriber;
 
+/// The latest `expires_at` stored (2106-02-07, the denylist's limit too): a
+/// rule meant to stand until re-approved is kept until then. Lua's numbers
+/// are doubles, so larger values would not survive the script anyway.
+pub const LATEST_EXPIRY: u64 = u32::MAX as u64;
+
 /// Default bound on one Redis call: a revocation that cannot be stored by
 /// then fails (503) rather than hangs.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -173,7 +178,7 @@ impl RedisStore {
             .key(&self.keys.channel)
             .arg(rule.key.to_string())
             .arg(bound)
-            .arg(rule.expires_at)
+            .arg(rule.expires_at.min(LATEST_EXPIRY))
             .arg(published_at_ms);
         let mut connection = self.connection.clone();
         let (seq, revoked_before, expires_at): (u64, String, u64) = self

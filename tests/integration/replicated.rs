@@ -123,3 +123,33 @@ async fn without_redis_revocation_is_503_while_tokens_are_still_issued() {
     }
     assert!(!a.active(&token).await);
 }
+
+#[tokio::test]
+async fn both_stores_export_the_denylist_metrics() {
+    let memory = crate::support::start().await;
+    let token = memory.cc_token(WEB).await;
+    assert_eq!(memory.revoke(WEB, &token).await, 200);
+    let text = memory.metrics().await;
+    assert!(text.contains("revokd_denylist_rules 1"), "{text}");
+    assert!(text.contains("revokd_denylist_bloom_bits "), "{text}");
+
+    let redis = RedisServer::start();
+    let (replica, replication) = start_on_redis(
+        ISSUER,
+        KeySet::ephemeral(KeyAlg::EdDSA).unwrap(),
+        &redis.url(),
+    )
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !replication.subscriber.is_connected() {
+        assert!(Instant::now() < deadline, "subscriber never connected");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let token = replica.cc_token(WEB).await;
+    assert_eq!(replica.revoke(WEB, &token).await, 200);
+    let text = replica.metrics().await;
+    for line in ["revokd_redis_connected 1", "revokd_denylist_rules 1"] {
+        assert!(text.contains(line), "{line} in {text}");
+    }
+    assert!(text.contains("revokd_denylist_staleness_seconds"), "{text}");
+}

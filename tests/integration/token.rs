@@ -315,25 +315,43 @@ async fn refresh_rotates_and_may_narrow_but_not_widen_scope() {
     let (_, new) = decode_parts(new_refresh);
     assert_eq!(new["sid"], old["sid"]);
     assert_eq!(new["sub"], "alice");
+    assert_eq!(
+        new["scope"], "read write",
+        "RFC 6749 §6: same scope as the old one"
+    );
     let (_, access) = decode_parts(body["access_token"].as_str().unwrap());
     assert_eq!(access["sid"], old["sid"]);
+    assert_eq!(access["scope"], "read");
     assert!(server.active(body["access_token"].as_str().unwrap()).await);
 
-    // Widening scope fails and does not consume the refresh token.
+    // A session granted only `read` cannot widen to `write`, and the failed
+    // attempt does not consume the refresh token.
+    let body = server
+        .token_ok(
+            WEB,
+            &[
+                ("grant_type", "password"),
+                ("username", ALICE.0),
+                ("password", ALICE.1),
+            ],
+        )
+        .await;
+    assert_eq!(body["scope"], "read");
+    let narrow = body["refresh_token"].as_str().unwrap();
     let resp = server
         .post_form(
             "/oauth2/token",
             Some(WEB),
             &[
                 ("grant_type", "refresh_token"),
-                ("refresh_token", new_refresh),
+                ("refresh_token", narrow),
                 ("scope", "read write"),
             ],
         )
         .await;
     let err: Value = resp.json().await.unwrap();
     assert_eq!(err["error"], "invalid_scope");
-    assert_eq!(server.refresh(WEB, new_refresh).await.status(), 200);
+    assert_eq!(server.refresh(WEB, narrow).await.status(), 200);
 }
 
 #[tokio::test]
