@@ -107,11 +107,11 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let args = parse_args()?;
-    let registry = Registry::new();
-    let metrics = DenylistMetrics::register(&registry).map_err(|e| e.to_string())?;
-
-    // The denylist, kept in sync with Redis by the subscriber.
+    // The denylist, kept in sync with Redis by the subscriber; its metrics
+    // on this server's own registry.
     let denylist = Denylist::new();
+    let registry = Registry::new();
+    let metrics = DenylistMetrics::register(&registry, &denylist).map_err(|e| e.to_string())?;
     let client = redis::Client::open(args.redis.as_str()).map_err(|e| format!("--redis: {e}"))?;
     let store = RedisStore::new(client.clone(), &args.prefix, Duration::from_secs(2))
         .map_err(|e| e.to_string())?;

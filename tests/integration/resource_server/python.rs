@@ -115,13 +115,8 @@ async fn a_python_subscriber_applies_the_snapshot_and_the_events() {
     admin_call(
         reqwest::Method::POST,
         "/admin/revocations".into(),
-        // An explicit expires_at: the default for a standing rule (never,
-        // u64::MAX) is refused by the Redis store today (503).
-        Some(serde_json::json!({
-            "key": "sub:bob",
-            "revoked_before": "all",
-            "expires_at": revokd::clock::now_secs() + 3600,
-        })),
+        // A standing rule: no expires_at (until re-approved).
+        Some(serde_json::json!({"key": "sub:bob", "revoked_before": "all"})),
     )
     .await;
 
