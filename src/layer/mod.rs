@@ -269,9 +269,7 @@ impl<S> RequireToken<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequireToken<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
-    ReqBody: Send + 'static,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
     ResBody: Default,
 {
     type Response = Response<ResBody>;
