@@ -91,15 +91,19 @@ pub fn example_binary() -> PathBuf {
 }
 
 /// Starts the example against `issuer` and `redis`; returns it and its base URL.
-pub fn start_resource_server(issuer: &str, redis: &str) -> (Process, String) {
-    let process = Process::spawn(Command::new(example_binary()).args([
-        "--listen",
-        "127.0.0.1:0",
-        "--issuer",
-        issuer,
-        "--redis",
-        redis,
-    ]));
+pub fn start_resource_server(issuer: &str, redis: &str, extra: &[&str]) -> (Process, String) {
+    let process = Process::spawn(
+        Command::new(example_binary())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--issuer",
+                issuer,
+                "--redis",
+                redis,
+            ])
+            .args(extra),
+    );
     let line = process.line(Duration::from_secs(60), |l| {
         l.starts_with("resource server listening on ")
     });
@@ -270,7 +274,7 @@ async fn call(api: &str, token: Option<&str>) -> reqwest::Response {
 async fn issuer_redis_and_resource_server_as_real_processes() {
     let redis = RedisServer::start();
     let issuer = start_issuer(&redis.url()).await;
-    let (_api, api) = start_resource_server(&issuer.base, &redis.url());
+    let (_api, api) = start_resource_server(&issuer.base, &redis.url(), &[]);
     wait_for(&http(), &format!("{api}/readyz"), 200).await;
 
     let (access, refresh) = issuer.login().await;
@@ -371,4 +375,37 @@ async fn issuer_redis_and_resource_server_as_real_processes() {
         .unwrap_or_else(|| panic!("{metrics}"));
     assert!(applied.parse::<f64>().unwrap() >= 2.0, "{applied}");
     assert!(metrics.contains("revokd_redis_connected 1"), "{metrics}");
+}
+
+#[tokio::test]
+async fn fail_closed_answers_503_while_redis_is_away_and_recovers() {
+    let mut redis = RedisServer::start();
+    let issuer = start_issuer(&redis.url()).await;
+    let (_api, api) = start_resource_server(
+        &issuer.base,
+        &redis.url(),
+        &["--fail-closed", "--staleness-bound-secs", "1"],
+    );
+    let http = http();
+    wait_for(&http, &format!("{api}/readyz"), 200).await;
+    let (access, _) = issuer.login().await;
+    assert_eq!(call(&api, Some(&access)).await.status(), 200);
+
+    // Redis pauses (a partition): past the bound, valid tokens get 503 and
+    // the replica reports itself not ready; bad tokens are still 401s.
+    redis.signal("STOP");
+    wait_for(&http, &format!("{api}/readyz"), 503).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while call(&api, Some(&access)).await.status() != 503 {
+        assert!(Instant::now() < deadline, "never failed closed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(call(&api, Some("junk")).await.status(), 401);
+
+    // Redis is back: the subscriber proves it is in sync again.
+    redis.signal("CONT");
+    wait_for(&http, &format!("{api}/readyz"), 200).await;
+    assert_eq!(call(&api, Some(&access)).await.status(), 200);
+    drop(issuer);
+    redis.kill();
 }
