@@ -30,32 +30,33 @@
 //! token's `exp` has passed (no leeway there: the full check, with its
 //! leeway, runs again). Only step 6 runs on a hit.
 //!
+//! Laid out by idea: this file holds the claims, the errors, the
+//! configuration and the [`Verifier`]; `keys.rs` fetches and parses the JWK
+//! set (and RFC 8414 metadata); `cache.rs` is the verified-token cache.
+//!
 //! Time is a parameter: [`Verifier::verify_at`] takes `now`; only the async
 //! [`Verifier::verify`] and the layer read the clock (through [`crate::clock`]).
 
-use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::clock;
 use crate::denylist::Denylist;
 use crate::rule::{KeyKind, TokenKeys};
 
+mod cache;
+mod keys;
+
+use cache::TokenCache;
+use keys::{KeyMap, KeySource, fetch, http_client, metadata_url, parse_jwks};
+
 /// Longest token looked at; anything longer is refused unparsed.
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
-
-/// Largest metadata or JWK set document read from the issuer.
-const MAX_DOCUMENT_LEN: usize = 1024 * 1024;
-
-/// The RFC 8414 metadata path.
-const METADATA_PATH: &str = ".well-known/oauth-authorization-server";
 
 // === claims ===
 
@@ -278,212 +279,6 @@ impl VerifierConfig {
             refetch_interval: Duration::from_secs(10),
             http_timeout: Duration::from_secs(5),
         }
-    }
-}
-
-// === keys ===
-
-/// One verification key, with the validation rules that go with it.
-struct VerifyKey {
-    alg: Algorithm,
-    decoding: DecodingKey,
-    validation: Validation,
-}
-
-type KeyMap = HashMap<String, Arc<VerifyKey>>;
-
-/// Parses a JWK set, keeping only the keys this verifier can use: public
-/// EdDSA (Ed25519), ES256 (P-256) and RS256 keys with a `kid`. A key's `alg`
-/// member, when present, must agree with its type; `use`, when present,
-/// must be `sig`. Others (symmetric keys above all) are skipped.
-fn parse_jwks(document: &[u8], config: &VerifierConfig) -> Result<KeyMap, SetupError> {
-    #[derive(Deserialize)]
-    struct Set {
-        keys: Vec<serde_json::Value>,
-    }
-    let set: Set =
-        serde_json::from_slice(document).map_err(|_| SetupError::Json("JWK set".into()))?;
-    let mut map = KeyMap::new();
-    for jwk in &set.keys {
-        if let Some((kid, key)) = parse_jwk(jwk, config) {
-            map.insert(kid, Arc::new(key));
-        }
-    }
-    if map.is_empty() {
-        return Err(SetupError::NoUsableKey);
-    }
-    Ok(map)
-}
-
-fn parse_jwk(jwk: &serde_json::Value, config: &VerifierConfig) -> Option<(String, VerifyKey)> {
-    let field = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
-    let kid = field("kid")?;
-    if field("use").is_some_and(|u| u != "sig") {
-        return None;
-    }
-    let (alg, decoding) = match (field("kty")?, field("crv")) {
-        ("OKP", Some("Ed25519")) => (
-            Algorithm::EdDSA,
-            DecodingKey::from_ed_components(field("x")?).ok()?,
-        ),
-        ("EC", Some("P-256")) => (
-            Algorithm::ES256,
-            DecodingKey::from_ec_components(field("x")?, field("y")?).ok()?,
-        ),
-        ("RSA", _) => (
-            Algorithm::RS256,
-            DecodingKey::from_rsa_components(field("n")?, field("e")?).ok()?,
-        ),
-        _ => return None,
-    };
-    let expected = match alg {
-        Algorithm::EdDSA => "EdDSA",
-        Algorithm::ES256 => "ES256",
-        _ => "RS256",
-    };
-    if field("alg").is_some_and(|a| a != expected) {
-        return None;
-    }
-    let mut validation = Validation::new(alg);
-    // exp and nbf are checked against the caller's `now`, not
-    // jsonwebtoken's clock.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.leeway = 0;
-    validation.set_issuer(&[config.issuer.as_str()]);
-    validation.set_audience(&[config.audience.as_str()]);
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    Some((
-        kid.to_owned(),
-        VerifyKey {
-            alg,
-            decoding,
-            validation,
-        },
-    ))
-}
-
-/// Where the keys come from.
-enum KeySource {
-    /// Given once; an unknown kid is simply unknown.
-    Static,
-    /// The issuer's JWK set, refetched on an unknown kid.
-    Remote {
-        http: reqwest::Client,
-        jwks_uri: String,
-    },
-}
-
-// === the verified-token cache ===
-
-/// SHA-256 of a whole token.
-type Digest = [u8; 32];
-
-/// The digest is uniformly random already: its first 8 bytes are the hash.
-#[derive(Default)]
-struct DigestHasher(u64);
-
-impl Hasher for DigestHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for (i, b) in bytes.iter().take(8).enumerate() {
-            self.0 |= u64::from(*b) << (8 * i);
-        }
-    }
-}
-
-struct CacheEntry {
-    claims: Arc<AccessClaims>,
-    exp: u64,
-}
-
-/// Shards of `digest → claims`, each behind its own mutex (held for one
-/// lookup or insert, never across I/O).
-type CacheShard = HashMap<Digest, CacheEntry, BuildHasherDefault<DigestHasher>>;
-
-struct TokenCache {
-    shards: Box<[Mutex<CacheShard>]>,
-    per_shard: usize,
-}
-
-const CACHE_SHARDS: usize = 16;
-
-impl TokenCache {
-    fn new(capacity: usize) -> TokenCache {
-        let per_shard = capacity.div_ceil(CACHE_SHARDS);
-        TokenCache {
-            shards: (0..CACHE_SHARDS)
-                .map(|_| Mutex::new(HashMap::default()))
-                .collect(),
-            per_shard,
-        }
-    }
-
-    fn digest(token: &str) -> Digest {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest.as_ref());
-        out
-    }
-
-    fn shard(&self, digest: &Digest) -> std::sync::MutexGuard<'_, CacheShard> {
-        let index = usize::from(digest[31]) % self.shards.len();
-        // A panic while holding a shard cannot leave a half-written entry
-        // (inserts and removals are single map calls): keep using it.
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The claims of a token verified before, while `now < exp`.
-    fn get(&self, digest: &Digest, now: u64) -> Option<Arc<AccessClaims>> {
-        if self.per_shard == 0 {
-            return None;
-        }
-        let mut shard = self.shard(digest);
-        match shard.get(digest) {
-            Some(entry) if now < entry.exp => Some(entry.claims.clone()),
-            Some(_) => {
-                shard.remove(digest);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn insert(&self, digest: Digest, claims: Arc<AccessClaims>, now: u64) {
-        if self.per_shard == 0 || now >= claims.exp {
-            return;
-        }
-        let mut shard = self.shard(&digest);
-        if shard.len() >= self.per_shard && !shard.contains_key(&digest) {
-            shard.retain(|_, entry| now < entry.exp);
-            if shard.len() >= self.per_shard {
-                // Full of live tokens: drop one; which one does not matter
-                // much (the digests are random, so this one is too).
-                if let Some(victim) = shard.keys().next().copied() {
-                    shard.remove(&victim);
-                }
-            }
-        }
-        let exp = claims.exp;
-        shard.insert(digest, CacheEntry { claims, exp });
-    }
-
-    fn clear(&self) {
-        for shard in self.shards.iter() {
-            shard.lock().unwrap_or_else(PoisonError::into_inner).clear();
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|s| s.lock().unwrap_or_else(PoisonError::into_inner).len())
-            .sum()
     }
 }
 
@@ -794,65 +589,9 @@ fn token_type(typ: &str) -> TokenType {
     }
 }
 
-fn http_client(config: &VerifierConfig) -> Result<reqwest::Client, SetupError> {
-    reqwest::Client::builder()
-        .timeout(config.http_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(SetupError::Client)
-}
-
-/// RFC 8414 §3: the well-known path goes between the host and the issuer's
-/// path (`https://a.example/t1` → `https://a.example/.well-known/oauth-authorization-server/t1`).
-fn metadata_url(issuer: &str) -> Result<String, SetupError> {
-    let mut url = reqwest::Url::parse(issuer).map_err(|_| SetupError::Url(issuer.to_owned()))?;
-    if !matches!(url.scheme(), "https" | "http") || url.query().is_some() {
-        return Err(SetupError::Url(issuer.to_owned()));
-    }
-    let path = url.path().trim_end_matches('/').to_owned();
-    url.set_path(&format!("/{METADATA_PATH}{path}"));
-    Ok(url.to_string())
-}
-
-async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, SetupError> {
-    let http_error = |source| SetupError::Http {
-        url: url.to_owned(),
-        source,
-    };
-    let mut response = http.get(url).send().await.map_err(http_error)?;
-    if !response.status().is_success() {
-        return Err(SetupError::Status {
-            url: url.to_owned(),
-            status: response.status().as_u16(),
-        });
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(http_error)? {
-        if body.len() + chunk.len() > MAX_DOCUMENT_LEN {
-            return Err(SetupError::TooLarge(url.to_owned()));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn metadata_url_follows_rfc_8414() {
-        assert_eq!(
-            metadata_url("https://auth.example.com").unwrap(),
-            "https://auth.example.com/.well-known/oauth-authorization-server"
-        );
-        assert_eq!(
-            metadata_url("https://auth.example.com/tenant1").unwrap(),
-            "https://auth.example.com/.well-known/oauth-authorization-server/tenant1"
-        );
-        assert!(metadata_url("ftp://x").is_err());
-        assert!(metadata_url("not a url").is_err());
-    }
 
     #[test]
     fn typ_ignores_case_and_the_application_prefix() {
@@ -900,38 +639,6 @@ mod tests {
         assert_eq!(
             verifier.verify_at(&"a".repeat(MAX_TOKEN_LEN + 1), 1),
             Err(VerifyError::TooLong)
-        );
-    }
-
-    #[test]
-    fn the_cache_is_bounded_and_honours_exp() {
-        let cache = TokenCache::new(32);
-        let claims = |exp| {
-            Arc::new(AccessClaims {
-                iss: "i".into(),
-                sub: "s".into(),
-                aud: Audience::One("a".into()),
-                client_id: "c".into(),
-                scope: String::new(),
-                iat: 0,
-                exp,
-                nbf: None,
-                jti: "j".into(),
-                sid: None,
-            })
-        };
-        for i in 0..1000 {
-            cache.insert(TokenCache::digest(&i.to_string()), claims(100), 10);
-        }
-        assert!(cache.len() <= 32, "{}", cache.len());
-        let d = TokenCache::digest("x");
-        cache.insert(d, claims(100), 10);
-        assert!(cache.get(&d, 99).is_some());
-        assert!(cache.get(&d, 100).is_none(), "never used at or past exp");
-        cache.insert(d, claims(100), 100);
-        assert!(
-            cache.get(&d, 50).is_none(),
-            "an expired token is not cached"
         );
     }
 }
