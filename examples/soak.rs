@@ -285,9 +285,10 @@ impl Ctx {
             }
             world.changed(&token.jti);
         }
-        // A revoke that got no answer may or may not have happened: keep the
+        // A revoke with no answer or a 503 may or may not have been kept (a
+        // paused Redis runs the queued script when it resumes): keep the
         // token out of judgement for good.
-        if answer.is_some() {
+        if answer.is_some_and(|(status, _)| status < 500) {
             world.pending.remove(&token.jti);
         }
     }
@@ -313,11 +314,12 @@ impl Ctx {
                 world.changed(&token.sid);
                 world.pending.remove(&token.sid);
             }
-            Some(_) => {
+            Some((status, _)) if status < 500 => {
                 world.refresh.insert(token.sid.clone(), refresh);
                 world.pending.remove(&token.sid);
             }
-            None => {}
+            // No answer or a 503: the session may or may not be revoked.
+            _ => {}
         }
     }
 
@@ -332,11 +334,13 @@ impl Ctx {
         if !token.jti_revoked || !self.world.lock().unwrap().pending.insert(token.jti.clone()) {
             return;
         }
-        self.reapprove_token(issuer, &token).await;
-        self.world.lock().unwrap().pending.remove(&token.jti);
+        if self.reapprove_token(issuer, &token).await {
+            self.world.lock().unwrap().pending.remove(&token.jti);
+        }
     }
 
-    async fn reapprove_token(&self, issuer: usize, token: &Tracked) {
+    /// Re-approves a revoked token; false when the outcome is unknown.
+    async fn reapprove_token(&self, issuer: usize, token: &Tracked) -> bool {
         let Some((status, body)) = self
             .post(
                 &self.issuers[issuer],
@@ -349,11 +353,11 @@ impl Ctx {
             )
             .await
         else {
-            return;
+            return true;
         };
         if status != 200 {
             violation(self, format!("admin token: {status} {body}"));
-            return;
+            return true;
         }
         let admin = body["access_token"].as_str().unwrap().to_owned();
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
@@ -367,16 +371,20 @@ impl Ctx {
             .send()
             .await
         else {
-            return;
+            return false;
         };
         let status = response.status().as_u16();
-        if self.check_status("re-approve", status) && (status == 204 || status == 200) {
+        if !self.check_status("re-approve", status) {
+            return false;
+        }
+        if status == 204 || status == 200 {
             let mut world = self.world.lock().unwrap();
             for tracked in world.tokens.iter_mut().filter(|t| t.jti == token.jti) {
                 tracked.jti_revoked = false;
             }
             world.changed(&token.jti);
         }
+        true
     }
 
     /// Whether the token is still settled with the expected state: a change
