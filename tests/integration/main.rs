@@ -1,4 +1,6 @@
-//! Integration tests: a real issuer on 127.0.0.1, a real HTTP client.
+//! Integration tests, one binary: a real issuer on 127.0.0.1 and a real HTTP
+//! client; real redis-server processes on free loopback ports for replication;
+//! the deploy/ files checked against the code.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(missing_docs, unreachable_pub)]
 
@@ -9,10 +11,12 @@ mod redis_server;
 
 mod admin;
 mod cli;
+mod deploy;
 mod input;
 mod introspect;
 mod keys;
 mod replicated;
+mod replication;
 mod resource_server;
 mod revoke;
 mod token;

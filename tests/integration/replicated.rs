@@ -153,3 +153,174 @@ async fn both_stores_export_the_denylist_metrics() {
     }
     assert!(text.contains("revokd_denylist_staleness_seconds"), "{text}");
 }
+
+/// Kills the child process when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let status = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl {args:?}");
+}
+
+#[tokio::test]
+async fn an_issuer_replicates_through_redis_over_tls() {
+    let dir = std::env::temp_dir().join(format!(
+        "revokd-tls-{}-{}",
+        std::process::id(),
+        crate::redis_server::free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=revokd test CA",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(
+        &dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+    );
+
+    let tls_port = crate::redis_server::free_port();
+    let _redis = Child(
+        std::process::Command::new("redis-server")
+            .current_dir(&dir)
+            .args([
+                "--port",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--tls-port",
+                &tls_port.to_string(),
+            ])
+            .args([
+                "--tls-cert-file",
+                "server.pem",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "ca.pem",
+            ])
+            .args([
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+
+    let port = crate::redis_server::free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let hash = revokd::issuer::client_auth::sha256_secret_hash(WEB.1);
+    let toml = format!(
+        "issuer = \"{base}\"\nlisten = \"127.0.0.1:{port}\"\n\n[[clients]]\nid = \"{}\"\nsecret_hash = \"{hash}\"\ngrants = [\"client_credentials\"]\nscopes = [\"read\"]\n",
+        WEB.0
+    );
+    std::fs::write(dir.join("revokd.toml"), toml).unwrap();
+    let _issuer = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_revokd"))
+            .args(["serve", "--config"])
+            .arg(dir.join("revokd.toml"))
+            .args(["--redis", &format!("rediss://127.0.0.1:{tls_port}")])
+            // rustls reads its trust roots from here instead of the system store.
+            .env("SSL_CERT_FILE", dir.join("ca.pem"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    // Ready means: Redis answered over TLS and the denylist proved in sync.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
+            && response.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready over TLS");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let body: Value = http
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(WEB.0, Some(WEB.1))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    let revoke = http
+        .post(format!("{base}/oauth2/revoke"))
+        .basic_auth(WEB.0, Some(WEB.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoke.status(), 200, "Redis over TLS took the rule");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -2,13 +2,11 @@
 //! parses, and the dashboard and alert rules name only metrics revokd
 //! exports. (`scripts/test` also runs `promtool check` on the rules.)
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
 use std::collections::BTreeSet;
 
 /// Every `revokd_*` metric name declared in `src/metrics.rs`.
 fn exported() -> BTreeSet<String> {
-    let source = include_str!("../src/metrics.rs");
+    let source = include_str!("../../src/metrics.rs");
     let names: BTreeSet<String> = source
         .split('"')
         .filter(|piece| {
@@ -41,7 +39,7 @@ fn used(text: &str) -> BTreeSet<String> {
 #[test]
 fn the_dashboard_parses_and_names_only_exported_metrics() {
     let dashboard: serde_json::Value =
-        serde_json::from_str(include_str!("../deploy/grafana/revokd.json")).unwrap();
+        serde_json::from_str(include_str!("../../deploy/grafana/revokd.json")).unwrap();
     let exprs: Vec<&str> = dashboard["panels"]
         .as_array()
         .unwrap()
@@ -71,7 +69,7 @@ fn the_dashboard_parses_and_names_only_exported_metrics() {
 
 #[test]
 fn alert_rules_name_only_exported_metrics() {
-    let used = used(include_str!("../deploy/prometheus/alerts.yml"));
+    let used = used(include_str!("../../deploy/prometheus/alerts.yml"));
     let exported = exported();
     let unknown: Vec<_> = used.difference(&exported).collect();
     assert!(
@@ -81,13 +79,12 @@ fn alert_rules_name_only_exported_metrics() {
     assert!(used.len() >= 5, "{used:?}");
 }
 
-#[cfg(feature = "issuer")]
 #[test]
 fn the_example_configurations_parse_and_validate() {
     for (name, text) in [
         (
             "deploy/revokd.toml",
-            include_str!("../deploy/revokd.toml").to_owned(),
+            include_str!("../../deploy/revokd.toml").to_owned(),
         ),
         ("the Kubernetes ConfigMap", kubernetes_config()),
     ] {
@@ -98,9 +95,8 @@ fn the_example_configurations_parse_and_validate() {
 }
 
 /// The `revokd.toml` embedded in the Kubernetes ConfigMap, unindented.
-#[cfg(feature = "issuer")]
 fn kubernetes_config() -> String {
-    let manifest = include_str!("../deploy/kubernetes/revokd.yaml");
+    let manifest = include_str!("../../deploy/kubernetes/revokd.yaml");
     let start = manifest.find("revokd.toml: |").unwrap();
     manifest[start..]
         .lines()

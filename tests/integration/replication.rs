@@ -2,16 +2,11 @@
 //! subscriber's protocol, and what happens when Redis crashes, comes back
 //! empty, pauses, or drops a slow subscriber.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, missing_docs)]
-
-#[path = "common/redis_server.rs"]
-mod redis_server;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::redis_server::RedisServer;
 use prometheus::Registry;
-use redis_server::RedisServer;
 use revokd::denylist::Denylist;
 use revokd::metrics::DenylistMetrics;
 use revokd::rule::{RevokedBefore, Rule, RuleKey, TokenKeys};
@@ -361,7 +356,7 @@ async fn a_subscriber_dropped_for_falling_behind_resyncs_and_heals() {
     .await;
     // Publish a burst from a blocking connection on the test's only runtime
     // thread, so the subscriber cannot read until the burst is over.
-    let script = redis::Script::new(include_str!("../src/store/lua/revoke.lua"));
+    let script = redis::Script::new(include_str!("../../src/store/lua/revoke.lua"));
     let mut connection = redis::Client::open(server.url())
         .unwrap()
         .get_connection()
