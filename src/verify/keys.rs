@@ -107,12 +107,6 @@ pub(super) enum KeySource {
 }
 
 pub(super) fn http_client(config: &VerifierConfig) -> Result<reqwest::Client, SetupError> {
-    // reqwest is built without a rustls provider of its own: use the
-    // process default, installing ring (the crate's one provider) if the
-    // embedding application installed none. Fails harmlessly if one is set.
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
     reqwest::Client::builder()
         .timeout(config.http_timeout)
         .redirect(reqwest::redirect::Policy::none())
