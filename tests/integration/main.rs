@@ -12,6 +12,8 @@ mod cli;
 mod input;
 mod introspect;
 mod keys;
+mod lifecycle;
+mod limits;
 mod replicated;
 mod revoke;
 mod token;
