@@ -253,6 +253,8 @@ async fn a_connection_that_never_finishes_does_not_hold_shutdown_past_its_bound(
     // request_timeout (1 s) + 5 s, with room for a loaded machine.
     let status = exit_within(&mut guard, Duration::from_secs(15)).await;
     assert!(status.success(), "{status}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("after the drain bound"), "{text}");
     drop(stalled);
     let _ = std::fs::remove_dir_all(&dir);
 }
