@@ -292,6 +292,10 @@ impl AppState {
 }
 
 /// The issuer's routes with every layer.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`:
+/// failed client authentications are then rate-limited per peer address;
+/// without the peer address they all share one bucket.
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.limits.request_timeout;
     Router::new()
