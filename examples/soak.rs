@@ -515,6 +515,11 @@ async fn main() -> std::process::ExitCode {
 access_ttl = "10m"
 refresh_ttl = "1h"
 
+# One client drives all the traffic: lift its rate limit.
+[limits]
+rate_per_second = 1000000
+burst = 1000000
+
 [[signing_keys]]
 kid = "soak"
 private_key_file = "{key}"
