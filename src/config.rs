@@ -43,6 +43,51 @@ pub struct Config {
     /// Users for the `password` grant.
     #[serde(default)]
     pub users: Vec<UserConfig>,
+    /// Rate, concurrency and time limits of the HTTP server.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// `[limits]`: what one client, and everyone together, may ask of the issuer.
+///
+/// The per-client token bucket covers `/oauth2/token`, `/oauth2/revoke`
+/// (and `/revoke`) and `/oauth2/introspect`. A request whose client
+/// authenticates is charged to that client; a request that fails client
+/// authentication is charged to its peer IP address, never to the client id
+/// it claimed, so a flood of bad credentials cannot use up a real client's
+/// allowance (see `issuer::limit`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Sustained requests per second per client (default 1000).
+    #[serde(default = "default_rate_per_second")]
+    pub rate_per_second: f64,
+    /// Requests a client may make at once after being idle (default 2000).
+    #[serde(default = "default_burst")]
+    pub burst: u32,
+    /// Requests served at once, all clients together; above it the answer
+    /// is 503 `temporarily_unavailable` at once (default 1024). Health,
+    /// readiness and metrics are exempt.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// Longest a request may take before it is answered 503 (default 10s).
+    #[serde(
+        default = "default_request_timeout",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub request_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            rate_per_second: default_rate_per_second(),
+            burst: default_burst(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            request_timeout: default_request_timeout(),
+        }
+    }
 }
 
 /// `[tokens]`: default lifetimes, overridable per client.
@@ -241,6 +286,7 @@ impl Default for Config {
             signing_keys: Vec::new(),
             clients: Vec::new(),
             users: Vec::new(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -300,6 +346,19 @@ impl Config {
         }
         if self.tokens.access_ttl.is_zero() || self.tokens.refresh_ttl.is_zero() {
             problems.push("token lifetimes must be positive".to_owned());
+        }
+        let limits = &self.limits;
+        if !(limits.rate_per_second.is_finite() && limits.rate_per_second > 0.0) {
+            problems.push("limits.rate_per_second must be a positive number".to_owned());
+        }
+        if limits.burst == 0 {
+            problems.push("limits.burst must be at least 1".to_owned());
+        }
+        if limits.max_concurrent_requests == 0 {
+            problems.push("limits.max_concurrent_requests must be at least 1".to_owned());
+        }
+        if limits.request_timeout.is_zero() {
+            problems.push("limits.request_timeout must be positive".to_owned());
         }
         let mut seen = std::collections::HashSet::new();
         for client in &self.clients {
@@ -364,6 +423,22 @@ fn default_refresh_ttl() -> Duration {
 
 fn default_prefix() -> String {
     "revokd".to_owned()
+}
+
+fn default_rate_per_second() -> f64 {
+    1000.0
+}
+
+fn default_burst() -> u32 {
+    2000
+}
+
+fn default_max_concurrent_requests() -> usize {
+    1024
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 fn default_refresh_cascade() -> Cascade {
@@ -484,6 +559,32 @@ password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"
         let err =
             Config::load(Some(&file), [("REVOKD_NOPE".to_owned(), "1".to_owned())]).unwrap_err();
         assert!(err.to_string().contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn limits_have_defaults_and_are_checked() {
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.limits.request_timeout, Duration::from_secs(10));
+        assert_eq!(config.limits.burst, 2000);
+        let config = Config::from_toml(
+            "[limits]\nrate_per_second = 2.5\nburst = 5\nmax_concurrent_requests = 8\nrequest_timeout = \"1500ms\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.limits.rate_per_second, 2.5);
+        assert_eq!(config.limits.request_timeout, Duration::from_millis(1500));
+        let err = Config::from_toml(
+            "[limits]\nrate_per_second = 0\nburst = 0\nmax_concurrent_requests = 0\nrequest_timeout = \"0s\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "rate_per_second",
+            "burst",
+            "max_concurrent_requests",
+            "request_timeout",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `revokd`: the issuer binary.
 //!
-//! - `revokd serve [--config FILE] [--listen ADDR] [--redis URL]`: with no
-//!   config, dev mode (loopback only, in-memory store, ephemeral key, a demo
-//!   client whose credentials and a curl line are printed).
+//! - `revokd serve [--config FILE] [--listen ADDR] [--redis URL]
+//!   [--log-format text|json]`: with no config, dev mode (loopback only,
+//!   in-memory store, ephemeral key, a demo client whose credentials and a
+//!   curl line are printed). SIGTERM or ctrl-c drains in-flight requests
+//!   (bounded by `limits.request_timeout` + 5 s), then exits 0.
 //! - `revokd keygen [--alg EdDSA|ES256|RS256]`: a PKCS#8 PEM private key.
 //! - `revokd client new ID`: a fresh secret, once, and its config stanza.
 
@@ -37,6 +39,9 @@ enum Command {
         /// Redis URL (overrides `store.redis_url`).
         #[arg(long)]
         redis: Option<String>,
+        /// Log lines as text (default) or one JSON object per line.
+        #[arg(long, env = "REVOKD_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
     },
     /// Print a new PKCS#8 PEM signing key.
     Keygen {
@@ -49,6 +54,12 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -74,8 +85,9 @@ fn main() -> anyhow::Result<()> {
             config,
             listen,
             redis,
+            log_format,
         } => {
-            init_tracing();
+            init_tracing(log_format);
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -85,16 +97,24 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // No colour codes in files and pipes; the subscriber escapes control
     // characters in attacker-supplied fields (RUSTSEC-2025-0055).
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(ansi).init(),
+        // One object per line; the request span's fields (request_id,
+        // method, route) ride along with every event inside it.
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+    }
 }
 
 fn client_new(id: &str) -> anyhow::Result<()> {
@@ -134,9 +154,10 @@ async fn serve(
     redis: Option<String>,
 ) -> anyhow::Result<()> {
     let dev = file.is_none();
-    // REVOKD_CONFIG names the file (clap reads it); every other REVOKD_*
-    // variable overrides a configuration key.
-    let env = std::env::vars().filter(|(name, _)| name != "REVOKD_CONFIG");
+    // REVOKD_CONFIG and REVOKD_LOG_FORMAT are options (clap reads them);
+    // every other REVOKD_* variable overrides a configuration key.
+    let env =
+        std::env::vars().filter(|(name, _)| name != "REVOKD_CONFIG" && name != "REVOKD_LOG_FORMAT");
     let mut config = Config::load(file.as_deref(), env)?;
     if let Some(listen) = listen {
         config.listen = listen;
@@ -207,11 +228,31 @@ async fn serve(
         let _ = expiry_stop.changed().await;
     });
     tracing::info!(listen = %local, issuer = %state.config.issuer, "revokd issuer listening");
+    // Every request is answered within request_timeout (503 past it), so a
+    // drain longer than that plus a margin is a connection that will never
+    // finish (a client stalled mid-headers): stop waiting for it.
+    let drain_bound = state.config.limits.request_timeout + Duration::from_secs(5);
     let app = issuer::router(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let notify = signalled.clone();
+    let serving = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        notify.notify_one();
+    })
+    .into_future();
+    tokio::select! {
+        served = serving => served.context("serving")?,
+        _ = async {
+            signalled.notified().await;
+            tokio::time::sleep(drain_bound).await;
+        } => {
+            tracing::warn!(bound = ?drain_bound, "connections still open after the drain bound; exiting anyway");
+        }
+    }
     let _ = stop_tx.send(true);
     let _ = expiry.await;
     tracing::info!("revokd stopped");

@@ -349,6 +349,10 @@ impl Task {
         }
         .await;
         match result {
+            Ok(()) if rules.is_empty() => {
+                tracing::info!("redis had no revokd epoch: started one");
+                Resync::Restored
+            }
             Ok(()) => {
                 tracing::warn!(rules = rules.len(), "restored rules into an emptied redis");
                 Resync::Restored

@@ -52,6 +52,15 @@ pub enum OAuthError {
     /// 503 `temporarily_unavailable`: the revocation store failed.
     #[error("temporarily_unavailable: {0}")]
     Store(#[from] StoreError),
+    /// 429 `slow_down`: the client's rate limit (see [`super::limit`]);
+    /// answered with `Retry-After`, in seconds.
+    #[error("slow_down")]
+    SlowDown(std::time::Duration),
+    /// 503 `temporarily_unavailable`: too many requests in flight, or one
+    /// took longer than `limits.request_timeout`; answered with
+    /// `Retry-After: 1`.
+    #[error("temporarily_unavailable: overloaded")]
+    Overloaded,
     /// 500 `server_error`: a bug or a broken host; the cause is logged.
     #[error("server_error: {0}")]
     Internal(String),
@@ -87,7 +96,8 @@ impl OAuthError {
             OAuthError::InvalidToken => "invalid_token",
             OAuthError::InsufficientScope => "insufficient_scope",
             OAuthError::NotFound => "not_found",
-            OAuthError::Store(_) => "temporarily_unavailable",
+            OAuthError::Store(_) | OAuthError::Overloaded => "temporarily_unavailable",
+            OAuthError::SlowDown(_) => "slow_down",
             OAuthError::Internal(_) => "server_error",
         }
     }
@@ -99,7 +109,8 @@ impl OAuthError {
             OAuthError::InsufficientScope => StatusCode::FORBIDDEN,
             OAuthError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             OAuthError::NotFound => StatusCode::NOT_FOUND,
-            OAuthError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::Store(_) | OAuthError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::SlowDown(_) => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
         }
@@ -117,6 +128,8 @@ impl OAuthError {
             OAuthError::PayloadTooLarge => Some("request body too large"),
             OAuthError::NotFound => Some("not found"),
             OAuthError::Store(_) => Some("revocation store unavailable, retry later"),
+            OAuthError::SlowDown(_) => Some("rate limit exceeded, retry after Retry-After seconds"),
+            OAuthError::Overloaded => Some("server busy, retry later"),
             OAuthError::Internal(_) => None,
         }
     }
@@ -157,6 +170,15 @@ impl IntoResponse for OAuthError {
                         "Bearer realm=\"revokd\", error=\"insufficient_scope\", scope=\"revokd:admin\"",
                     ),
                 );
+            }
+            OAuthError::SlowDown(wait) => {
+                headers.insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(super::limit::retry_after_secs(wait)),
+                );
+            }
+            OAuthError::Overloaded => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -15,15 +15,17 @@ use super::AppState;
 use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::TokenKind;
+use super::limit::Peer;
 use crate::clock;
 
 /// The handler.
 pub async fn introspect(
     State(state): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Response, OAuthError> {
-    state.clients.authenticate(&headers, &form).await?;
+    state.authenticate(peer, &headers, &form).await?;
     let token = form.require("token")?;
     let active = state
         .verify(token, Some(TokenKind::Access))

@@ -10,21 +10,41 @@
 //!
 //! Every error goes through [`error::OAuthError`]; every request body is
 //! capped at [`BODY_LIMIT`] bytes (413 above it).
+//!
+//! # Layers, outermost first
+//!
+//! 1. `observe`: the request id (`x-request-id`: kept when the client sent
+//!    a sane one, made up otherwise, echoed on the response), a `tracing`
+//!    span carrying it, one log line per request (id, method, route
+//!    template, status, latency; never a header, a query string or a body,
+//!    so no token or secret), the latency histogram, RFC 6749 JSON for the
+//!    framework's bare errors.
+//! 2. `shed`: at most `limits.max_concurrent_requests` in flight; above it
+//!    503 `temporarily_unavailable` with `Retry-After: 1` at once, rather
+//!    than a queue that only adds latency. Probes and `/metrics` are exempt,
+//!    so an overloaded replica is not also declared dead.
+//! 3. Panics become 500; `limits.request_timeout` bounds every request (503).
+//! 4. Per-client rate limits run in the handlers, right after client
+//!    authentication ([`App::authenticate`], [`limit`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prometheus::Registry;
+use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
+use tracing::Instrument;
 
 use crate::config::{Config, UserConfig};
 use crate::denylist::Denylist;
@@ -39,19 +59,26 @@ pub mod error;
 pub mod form;
 pub mod introspect;
 pub mod jwt;
+pub mod limit;
 pub mod metadata;
 pub mod replicated;
 pub mod revoke;
 pub mod token;
 
-use client_auth::Clients;
+use client_auth::{Client, Clients};
 use error::{ErrorCode, OAuthError};
+use form::OAuthForm;
+use limit::{Peer, RateLimits};
 
 /// Largest request body accepted, in bytes.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
-/// Longest a request may take before it is answered 503.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The request id header, read and echoed.
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Routes the load shedder never refuses: a busy replica must still answer
+/// its liveness probe and be scraped.
+const NEVER_SHED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
 
 /// Everything the handlers share; built once at start-up.
 pub struct App {
@@ -79,6 +106,47 @@ pub struct App {
     pub max_token_lifetime: u64,
     /// The RFC 8414 document, serialised once.
     pub metadata_json: String,
+    /// Per-client token buckets (`[limits]`).
+    pub rate_limits: RateLimits,
+    /// Permits for requests in flight (`limits.max_concurrent_requests`).
+    pub in_flight: Arc<Semaphore>,
+    /// Where made-up request ids come from.
+    pub request_ids: RequestIds,
+}
+
+/// Request ids for requests that came without one: a random per-process
+/// prefix and a counter, so ids are unique across replicas without a random
+/// draw per request.
+#[derive(Debug)]
+pub struct RequestIds {
+    prefix: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    /// A fresh prefix.
+    pub fn new() -> RequestIds {
+        let mut bytes = [0u8; 8];
+        // A failed draw only makes ids less unique across processes.
+        let _ = getrandom::fill(&mut bytes);
+        RequestIds {
+            prefix: u64::from_le_bytes(bytes),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    /// The next id: 32 hex digits.
+    pub fn next_id(&self) -> HeaderValue {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let text = format!("{:016x}{n:016x}", self.prefix);
+        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    }
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        RequestIds::new()
+    }
 }
 
 /// The shared state handed to every handler: a cheap clone of an `Arc<App>`.
@@ -108,6 +176,34 @@ impl App {
             want,
             crate::clock::now_secs(),
         )
+    }
+
+    /// Authenticates the request's client, then charges the request to the
+    /// client's rate limit; a request that fails authentication is charged
+    /// to its peer address instead, never to the client id it claimed (see
+    /// [`limit`]). An exhausted limit is 429 `slow_down`.
+    pub async fn authenticate(
+        &self,
+        peer: Peer,
+        headers: &HeaderMap,
+        form: &OAuthForm,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let result = self.clients.authenticate(headers, form).await;
+        let now = self.rate_limits.now();
+        match result {
+            Ok(client) => {
+                self.rate_limits
+                    .charge_client(&client.id, now)
+                    .map_err(OAuthError::SlowDown)?;
+                Ok(client)
+            }
+            Err(e) => {
+                self.rate_limits
+                    .charge_peer(peer, now)
+                    .map_err(OAuthError::SlowDown)?;
+                Err(e)
+            }
+        }
     }
 }
 
@@ -164,6 +260,8 @@ impl AppState {
             .max()
             .unwrap_or(0);
         let metadata_json = metadata::document(&config, &keys, &clients).to_string();
+        let rate_limits = RateLimits::new(&config.limits);
+        let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
         Ok(AppState(Arc::new(App {
             config,
             keys,
@@ -176,6 +274,9 @@ impl AppState {
             registry,
             max_token_lifetime,
             metadata_json,
+            rate_limits,
+            in_flight,
+            request_ids: RequestIds::new(),
         })))
     }
 
@@ -191,7 +292,12 @@ impl AppState {
 }
 
 /// The issuer's routes with every layer.
+///
+/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`:
+/// failed client authentications are then rate-limited per peer address;
+/// without the peer address they all share one bucket.
 pub fn router(state: AppState) -> Router {
+    let timeout = state.config.limits.request_timeout;
     Router::new()
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/revoke", post(revoke::revoke))
@@ -215,16 +321,17 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metadata::metrics))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
+            timeout,
         ))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 OAuthError::Internal("handler panicked".into()).into_response()
             },
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), shed))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
 
@@ -232,16 +339,36 @@ async fn not_found() -> OAuthError {
     OAuthError::NotFound
 }
 
-/// Records the request's duration and any OAuth error code, and turns the
-/// framework's own bare 4xx answers (405, …) into RFC 6749 JSON.
-async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Gives the request its id and span, logs it, records its duration and any
+/// OAuth error code, and turns the framework's own bare 4xx/5xx answers
+/// (405, timeouts, …) into RFC 6749 JSON.
+async fn observe(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let id = match req.headers().get(X_REQUEST_ID) {
+        Some(id) if acceptable_request_id(id) => id.clone(),
+        _ => {
+            let id = state.request_ids.next_id();
+            req.headers_mut().insert(X_REQUEST_ID, id.clone());
+            id
+        }
+    };
+    // Only ids that pass `acceptable_request_id` get here: printable ASCII.
+    let id_text = id.to_str().unwrap_or("invalid");
+    let method = req.method().clone();
+    // The route template, never the raw path or query string (a token
+    // could ride in either).
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
-    let mut response = next.run(req).await;
+    let span = tracing::info_span!(
+        "request",
+        request_id = id_text,
+        method = %method,
+        route = route.as_str()
+    );
+    let mut response = next.run(req).instrument(span).await;
     let status = response.status();
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     if let Some(code) = code {
@@ -254,7 +381,39 @@ async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Res
         .http_request_duration
         .with_label_values(&[route.as_str(), status.as_str()])
         .observe(started.elapsed().as_secs_f64());
+    tracing::info!(
+        request_id = id_text,
+        method = %method,
+        route = route.as_str(),
+        status = status.as_u16(),
+        latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
+    response.headers_mut().insert(X_REQUEST_ID, id);
     response
+}
+
+/// A client's own request id is kept when it is 1 to 128 characters of
+/// `[A-Za-z0-9._:+/=-]`; anything else is replaced, so a log line cannot be
+/// forged or bloated through it.
+fn acceptable_request_id(id: &HeaderValue) -> bool {
+    let bytes = id.as_bytes();
+    (1..=128).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:+/=-".contains(b))
+}
+
+/// Refuses a request at once (503 `temporarily_unavailable`,
+/// `Retry-After: 1`) when `limits.max_concurrent_requests` are in flight.
+async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if NEVER_SHED.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        return OAuthError::Overloaded.into_response();
+    };
+    next.run(req).await
 }
 
 /// Replaces the body of a bare error response with RFC 6749 JSON, keeping
@@ -277,6 +436,12 @@ fn jsonify(response: Response) -> Response {
     parts
         .headers
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if parts.status == StatusCode::SERVICE_UNAVAILABLE {
+        parts
+            .headers
+            .entry(header::RETRY_AFTER)
+            .or_insert(HeaderValue::from_static("1"));
+    }
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 

@@ -15,6 +15,7 @@ use super::AppState;
 use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::{Claims, TokenKind};
+use super::limit::Peer;
 use crate::clock;
 use crate::config::Cascade;
 use crate::rule::{RevokedBefore, Rule, RuleKey};
@@ -22,10 +23,11 @@ use crate::rule::{RevokedBefore, Rule, RuleKey};
 /// The handler.
 pub async fn revoke(
     State(state): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Response, OAuthError> {
-    let client = state.clients.authenticate(&headers, &form).await?;
+    let client = state.authenticate(peer, &headers, &form).await?;
     let token = form.require("token")?;
     let Some((kind, claims)) = state.verify(token, None) else {
         return Ok(done());

@@ -19,6 +19,7 @@ use super::client_auth::Client;
 use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::{self, Audience, Claims, TokenKind};
+use super::limit::Peer;
 use super::{AppState, random_id};
 use crate::clock;
 use crate::config::GrantType;
@@ -54,10 +55,11 @@ impl IntoResponse for TokenResponse {
 /// The handler.
 pub async fn token(
     State(state): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<TokenResponse, OAuthError> {
-    let client = state.clients.authenticate(&headers, &form).await?;
+    let client = state.authenticate(peer, &headers, &form).await?;
     let grant = match form.require("grant_type")? {
         "client_credentials" => GrantType::ClientCredentials,
         "password" => GrantType::Password,

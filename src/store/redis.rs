@@ -451,10 +451,14 @@ impl RevocationStore for RedisRevocationStore {
             if let Some((subscriber, bound)) = &self.subscriber
                 && !subscriber.is_fresh(*bound)
             {
-                return Err(StoreError::Unavailable(format!(
-                    "denylist not proved in sync with redis for {:?} (bound {bound:?})",
-                    subscriber.staleness()
-                )));
+                let staleness = subscriber.staleness();
+                return Err(StoreError::Unavailable(if staleness == Duration::MAX {
+                    "denylist not yet in sync with redis".to_owned()
+                } else {
+                    format!(
+                        "denylist not proved in sync with redis for {staleness:?} (bound {bound:?})"
+                    )
+                }));
             }
             Ok(())
         })

@@ -15,6 +15,8 @@ mod deploy;
 mod input;
 mod introspect;
 mod keys;
+mod lifecycle;
+mod limits;
 mod replicated;
 mod replication;
 mod resource_server;

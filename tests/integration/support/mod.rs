@@ -138,7 +138,12 @@ pub async fn start_with(keys: KeySet, tweak: impl FnOnce(&mut Config)) -> Server
     let state = AppState::in_memory(config, keys).unwrap();
     let app = issuer::router(state.clone());
     let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -167,7 +172,12 @@ pub async fn start_on_redis(
             .unwrap();
     let app = issuer::router(state.clone());
     let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap();
     });
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
