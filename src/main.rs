@@ -209,7 +209,7 @@ async fn serve(
         KeySet::load(&config.signing_keys)?
     };
 
-    let (state, _replication) = match config.store.redis_url.clone() {
+    let (state, replication) = match config.store.redis_url.clone() {
         None => (AppState::in_memory(config, keys)?, None),
         Some(url) => {
             tracing::info!(redis = %redacted(&url), "replicating through redis");
@@ -219,7 +219,11 @@ async fn serve(
         }
     };
     if let Some(secret) = demo {
-        print_dev_banner(&state.config.issuer, &secret);
+        let store = match &replication {
+            Some(_) => "rules replicated through Redis",
+            None => "in-memory store",
+        };
+        print_dev_banner(&state.config.issuer, &secret, store);
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -259,9 +263,9 @@ async fn serve(
     Ok(())
 }
 
-fn print_dev_banner(issuer: &str, secret: &str) {
+fn print_dev_banner(issuer: &str, secret: &str, store: &str) {
     println!("================================================================");
-    println!(" revokd DEV MODE: in-memory store, EPHEMERAL signing key.");
+    println!(" revokd DEV MODE: {store}, EPHEMERAL signing key.");
     println!(" Not for production: run `revokd serve --config FILE`.");
     println!("================================================================");
     println!("demo client_id:     demo");
