@@ -135,7 +135,27 @@ pub async fn start_with(keys: KeySet, tweak: impl FnOnce(&mut Config)) -> Server
     let base = format!("http://{}", listener.local_addr().unwrap());
     let mut config = config(&base);
     tweak(&mut config);
-    let state = AppState::in_memory(config, keys).unwrap();
+    serve(listener, AppState::in_memory(config, keys).unwrap())
+}
+
+/// Starts an issuer replicating through the Redis at `redis_url`. Replicas
+/// of one deployment share `issuer` (the `iss` of their tokens) and `keys`.
+pub async fn start_on_redis(
+    issuer: &str,
+    keys: KeySet,
+    redis_url: &str,
+) -> (Server, issuer::replicated::Replication) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (state, replication) =
+        issuer::replicated::on_redis(config(issuer), keys, redis_url, Duration::from_secs(2))
+            .unwrap();
+    (serve(listener, state), replication)
+}
+
+/// Serves `state` on `listener` (with peer addresses, for rate limits) and
+/// hands back a client for it.
+fn serve(listener: tokio::net::TcpListener, state: AppState) -> Server {
+    let base = format!("http://{}", listener.local_addr().unwrap());
     let app = issuer::router(state.clone());
     let task = tokio::spawn(async move {
         axum::serve(
@@ -156,41 +176,6 @@ pub async fn start_with(keys: KeySet, tweak: impl FnOnce(&mut Config)) -> Server
         state,
         task,
     }
-}
-
-/// Starts an issuer replicating through the Redis at `redis_url`. Replicas
-/// of one deployment share `issuer` (the `iss` of their tokens) and `keys`.
-pub async fn start_on_redis(
-    issuer: &str,
-    keys: KeySet,
-    redis_url: &str,
-) -> (Server, issuer::replicated::Replication) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (state, replication) =
-        issuer::replicated::on_redis(config(issuer), keys, redis_url, Duration::from_secs(2))
-            .unwrap();
-    let app = issuer::router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
-    });
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .no_proxy()
-        .build()
-        .unwrap();
-    let server = Server {
-        base,
-        http,
-        state,
-        task,
-    };
-    (server, replication)
 }
 
 /// A key set of one freshly generated key.
