@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 
 use crate::clock;
 use crate::denylist::Denylist;
@@ -63,6 +63,9 @@ impl Default for SubscriberConfig {
         }
     }
 }
+
+/// Scripts in flight while restoring rules into an emptied Redis.
+const RESTORE_IN_FLIGHT: usize = 64;
 
 /// Why a session ended: the `reason` label of the resync counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,9 +344,17 @@ impl Task {
         let rules = self.denylist.rules(clock::now_secs()).unwrap_or_default();
         let result: Result<(), RedisStoreError> = async {
             let (epoch, _) = self.store.ensure_epoch().await?;
-            for rule in &rules {
-                self.store.revoke(rule, clock::now_millis()).await?;
-            }
+            // 64 scripts in flight: Redis pipelines them, so a large rule
+            // set is back in seconds (sequential calls would take minutes),
+            // shortening the window in which Redis holds only part of it.
+            futures_util::stream::iter(rules.iter().cloned())
+                .map(|rule| {
+                    let store = self.store.clone();
+                    async move { store.revoke(&rule, clock::now_millis()).await }
+                })
+                .buffer_unordered(RESTORE_IN_FLIGHT)
+                .try_for_each(|_| async { Ok(()) })
+                .await?;
             self.epoch = Some(epoch);
             Ok(())
         }
