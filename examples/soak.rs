@@ -699,6 +699,27 @@ password_hash = "{user_hash}"
         }
     }
     let rss_after: Vec<u64> = processes.iter().map(|p| rss_kib(p.0.id())).collect();
+    for base in ctx
+        .issuers
+        .iter()
+        .chain(std::iter::once(&ctx.resource))
+        .filter(|b| !b.is_empty())
+    {
+        if let Ok(response) = ctx.http.get(format!("{base}/metrics")).send().await {
+            let text = response.text().await.unwrap_or_default();
+            let lines: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    l.starts_with("revokd_denylist_rules")
+                        || l.starts_with("revokd_denylist_resyncs")
+                        || l.starts_with("revokd_redis_connected")
+                        || l.starts_with("revokd_denylist_staleness")
+                        || l.starts_with("revokd_denylist_events_applied")
+                })
+                .collect();
+            println!("soak: {base} {lines:?}");
+        }
+    }
     let counters = &ctx.counters;
     println!(
         "soak: {seconds} s, {} requests, {} tokens ({revoked} revoked), {} chaos rounds, {} documented 503s, {} violations, {wrong} tokens judged wrong at the end",
