@@ -103,6 +103,15 @@ impl Resync {
     }
 }
 
+/// The outcome of applying a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Applied {
+    /// The denylist is in sync with Redis as of the snapshot's seq.
+    InSync,
+    /// Redis lost data and this subscriber restores: re-write its rules.
+    NeedsRestore,
+}
+
 /// What a subscriber shares with its handle.
 #[derive(Debug, Default)]
 struct SyncState {
@@ -258,9 +267,12 @@ impl Task {
             Ok(snapshot) => snapshot,
             Err(_) => return Resync::Connect,
         };
-        match self.apply_snapshot(snapshot).await {
-            Ok(()) => {}
-            Err(reason) => return reason,
+        if self.apply_snapshot(snapshot) == Applied::NeedsRestore {
+            // Close the subscription first: the restore publishes an event
+            // per rule, and a subscription nobody reads would buffer them
+            // all. The next session reads the restored dataset afresh.
+            drop(events);
+            return self.restore().await;
         }
         self.state.connected.store(true, Ordering::Release);
         if let Some(metrics) = &self.metrics {
@@ -308,7 +320,9 @@ impl Task {
         }
     }
 
-    async fn apply_snapshot(&mut self, snapshot: EpochSnapshot) -> Result<(), Resync> {
+    /// Applies a snapshot; says whether Redis lost data that this
+    /// subscriber must restore before it can follow Redis again.
+    fn apply_snapshot(&mut self, snapshot: EpochSnapshot) -> Applied {
         let EpochSnapshot { snapshot, epoch } = snapshot;
         let same_dataset = match (&self.epoch, &epoch) {
             (Some(known), Some(read)) => known == read,
@@ -326,7 +340,7 @@ impl Task {
             // lack rules only this denylist remembers.
             self.denylist.apply_batch(&snapshot.rules);
             if self.config.restore {
-                return Err(self.restore().await);
+                return Applied::NeedsRestore;
             }
             if self.synced_once {
                 self.trust_snapshots = false;
@@ -336,7 +350,7 @@ impl Task {
         self.epoch = epoch;
         self.state.last_seq.store(snapshot.seq, Ordering::Release);
         self.mark_in_sync(clock::now_millis());
-        Ok(())
+        Applied::InSync
     }
 
     /// Re-writes every live rule into Redis under a (new) epoch.

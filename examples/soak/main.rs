@@ -5,14 +5,19 @@
 //! Traffic (8 workers): log in at either issuer, call the resource server,
 //! introspect at the other issuer, refresh, revoke access or refresh tokens,
 //! re-approve a revoked access token through the admin API. Every answer is
-//! checked against what the run knows: a token revoked with a 200 must be
-//! refused everywhere, a live one accepted. A 5xx is allowed only while
-//! Redis is down or paused (and a few seconds after), and only as the
+//! checked against what the run knows (`world.rs`): a token revoked with a
+//! 200 must be refused everywhere, a live one accepted. A 5xx is allowed only
+//! while Redis is down or paused (and a few seconds after), and only as the
 //! documented 503 of a revocation Redis could not take.
 //!
+//! Tokens live 60 s and refresh tokens 150 s (`--access-ttl`,
+//! `--refresh-ttl`), so rules expire during the run and the live rule count
+//! levels off; every process's RSS and rule count is sampled every 5 s and
+//! memory must stay flat over that plateau (`memory.rs`).
+//!
 //! At the end: every revoked token refused at both issuers and the resource
-//! server, every live one accepted, and the RSS of each process before and
-//! after. Exits non-zero on any violation.
+//! server, every live one accepted, memory flat. Exits non-zero on any
+//! violation.
 
 #![allow(
     missing_docs,
@@ -22,24 +27,26 @@
     clippy::print_stderr
 )]
 
-#[path = "../tests/common/redis_server.rs"]
+mod memory;
+#[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
+mod world;
 
-use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use memory::{Sample, Watched};
 use redis_server::{RedisServer, free_port};
 use serde_json::Value;
+use world::{Refresh, Tracked, World};
 
 const WEB: (&str, &str) = ("web", "soak-web-secret");
 const ADMIN: (&str, &str) = ("ops", "soak-admin-secret");
 const USER: (&str, &str) = ("alice", "soak-password");
 /// How long after an answered change a check holds every process to it.
-const PROPAGATION_GRACE: Duration = Duration::from_millis(500);
-
+/// A child process killed and reaped when dropped.
 struct Killed(Child);
 
 impl Drop for Killed {
@@ -49,52 +56,8 @@ impl Drop for Killed {
     }
 }
 
-/// One access token the run follows.
-#[derive(Clone)]
-struct Tracked {
-    access: String,
-    jti: String,
-    sid: String,
-    /// A `jti:` rule revokes it (answered 200, not re-approved since).
-    jti_revoked: bool,
-}
-
-#[derive(Default)]
-struct World {
-    tokens: Vec<Tracked>,
-    /// Sessions revoked with a 200 (by refresh revocation).
-    dead_sessions: std::collections::HashSet<String>,
-    /// Current refresh token per live session.
-    refresh: HashMap<String, String>,
-    /// Tokens (by jti) and sessions whose revocation or re-approval is in
-    /// flight: their state is unknown until the answer arrives.
-    pending: std::collections::HashSet<String>,
-    /// When each jti or sid last changed state: a change needs a moment to
-    /// propagate before a check may hold it to the new state.
-    changed_at: HashMap<String, Instant>,
-}
-
-impl World {
-    fn expected_active(&self, token: &Tracked) -> bool {
-        !token.jti_revoked && !self.dead_sessions.contains(&token.sid)
-    }
-
-    fn settled(&self, token: &Tracked) -> bool {
-        let propagated = |id: &String| {
-            self.changed_at
-                .get(id)
-                .is_none_or(|at| at.elapsed() > PROPAGATION_GRACE)
-        };
-        !self.pending.contains(&token.jti)
-            && !self.pending.contains(&token.sid)
-            && propagated(&token.jti)
-            && propagated(&token.sid)
-    }
-
-    fn changed(&mut self, id: &str) {
-        self.changed_at.insert(id.to_owned(), Instant::now());
-    }
-}
+/// Seconds between two memory samples.
+const SAMPLE_EVERY: u64 = 5;
 
 #[derive(Default)]
 struct Counters {
@@ -203,13 +166,21 @@ impl Ctx {
         let access = body["access_token"].as_str().unwrap().to_owned();
         let refresh = body["refresh_token"].as_str().unwrap().to_owned();
         let claims = claims(&access);
+        let refresh_exp = self::claims(&refresh)["exp"].as_u64().unwrap();
         let sid = claims["sid"].as_str().unwrap().to_owned();
         let mut world = self.world.lock().unwrap();
-        world.refresh.insert(sid.clone(), refresh);
+        world.refresh.insert(
+            sid.clone(),
+            Refresh {
+                token: refresh,
+                exp: refresh_exp,
+            },
+        );
         world.tokens.push(Tracked {
             access,
             jti: claims["jti"].as_str().unwrap().to_owned(),
             sid,
+            exp: claims["exp"].as_u64().unwrap(),
             jti_revoked: false,
         });
     }
@@ -221,26 +192,18 @@ impl Ctx {
 
     async fn refresh(&self, issuer: usize, n: u64) {
         let Some(token) = self.pick(n) else { return };
+        // Take the refresh token out while it is in flight: no other worker
+        // presents it again (that would be reuse and kill the session).
         let refresh = {
-            let world = self.world.lock().unwrap();
+            let mut world = self.world.lock().unwrap();
             if world.dead_sessions.contains(&token.sid) {
                 return;
             }
-            world.refresh.get(&token.sid).cloned()
+            match world.refresh.remove(&token.sid) {
+                Some(refresh) => refresh.token,
+                None => return,
+            }
         };
-        let Some(refresh) = refresh else { return };
-        // Take the refresh token out while it is in flight: no other worker
-        // presents it again (that would be reuse and kill the session).
-        if self
-            .world
-            .lock()
-            .unwrap()
-            .refresh
-            .remove(&token.sid)
-            .is_none()
-        {
-            return;
-        }
         let form = [
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh.as_str()),
@@ -303,7 +266,7 @@ impl Ctx {
             world.pending.insert(token.sid.clone());
             refresh
         };
-        let form = [("token", refresh.as_str())];
+        let form = [("token", refresh.token.as_str())];
         let answer = self
             .post(&self.issuers[issuer], "/oauth2/revoke", WEB, &form)
             .await;
@@ -457,18 +420,6 @@ fn argon2_hash(password: &str) -> String {
         .to_string()
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 async fn wait_up(http: &reqwest::Client, url: &str) {
     for _ in 0..300 {
         if http
@@ -484,6 +435,38 @@ async fn wait_up(http: &reqwest::Client, url: &str) {
     panic!("{url} never came up");
 }
 
+/// Once a second, drops tokens about to expire from the world; every
+/// [`SAMPLE_EVERY`] seconds, reads every process's memory and rules. Returns
+/// the samples when the traffic ends.
+async fn keep_the_books(
+    ctx: Arc<Ctx>,
+    watched: Vec<Watched>,
+    started: Instant,
+    deadline: Instant,
+) -> (Vec<Sample>, Vec<Watched>) {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut ticks = 0u64;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let world_size = {
+            let mut world = ctx.world.lock().unwrap();
+            world.prune(revokd::clock::now_secs());
+            world.size()
+        };
+        if ticks.is_multiple_of(SAMPLE_EVERY) {
+            let sample = memory::sample(&ctx.http, &watched, started.elapsed()).await;
+            println!(
+                "soak: {}, run's own state {world_size} entries",
+                memory::describe(&sample, &watched)
+            );
+            samples.push(sample);
+        }
+        ticks += 1;
+    }
+    (samples, watched)
+}
+
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     args.iter()
@@ -496,6 +479,14 @@ async fn main() -> std::process::ExitCode {
     let seconds: u64 = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(600);
     let revokd = arg("--revokd").unwrap_or_else(|| "target/release/revokd".into());
     let resource_bin = arg("--resource-server");
+    // Short lifetimes by default: rules expire within the run, so the live
+    // rule count reaches a plateau and memory can be judged flat or not.
+    let access_ttl: u64 = arg("--access-ttl")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let refresh_ttl: u64 = arg("--refresh-ttl")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(150);
     let mut redis = RedisServer::start();
     let dir = std::env::temp_dir().join(format!("revokd-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -512,8 +503,8 @@ async fn main() -> std::process::ExitCode {
         r#"issuer = "{issuer_url}"
 
 [tokens]
-access_ttl = "10m"
-refresh_ttl = "1h"
+access_ttl = "{access_ttl}s"
+refresh_ttl = "{refresh_ttl}s"
 
 # One client drives all the traffic: lift its rate limit.
 [limits]
@@ -612,9 +603,24 @@ password_hash = "{user_hash}"
     for i in 0..50 {
         ctx.login(i % 2).await;
     }
-    let rss_before: Vec<u64> = processes.iter().map(|p| rss_kib(p.0.id())).collect();
+    let rss_before: Vec<u64> = processes
+        .iter()
+        .map(|p| memory::rss_kib(p.0.id()))
+        .collect();
+    let watched: Vec<Watched> = processes
+        .iter()
+        .zip(ctx.issuers.iter().chain(std::iter::once(&ctx.resource)))
+        .zip(["issuer-a", "issuer-b", "resource"])
+        .map(|((process, base), name)| Watched {
+            name,
+            pid: process.0.id(),
+            base: base.clone(),
+        })
+        .collect();
 
-    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let sampler = tokio::spawn(keep_the_books(ctx.clone(), watched, started, deadline));
     let mut workers = tokio::task::JoinSet::new();
     for worker in 0..8u64 {
         let ctx = ctx.clone();
@@ -676,14 +682,18 @@ password_hash = "{user_hash}"
         ctx.chaos
             .disturb_until(Instant::now() + Duration::from_secs(15));
     }
+    let chaos_over = started.elapsed();
     while let Some(result) = workers.join_next().await {
         result.unwrap();
     }
 
+    let (samples, watched) = sampler.await.unwrap();
+
     // Final pass: everything has settled; every token is judged.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let tokens: Vec<(Tracked, bool)> = {
-        let world = ctx.world.lock().unwrap();
+        let mut world = ctx.world.lock().unwrap();
+        world.prune(revokd::clock::now_secs());
         world
             .tokens
             .iter()
@@ -698,7 +708,10 @@ password_hash = "{user_hash}"
             wrong += 1;
         }
     }
-    let rss_after: Vec<u64> = processes.iter().map(|p| rss_kib(p.0.id())).collect();
+    let rss_after: Vec<u64> = processes
+        .iter()
+        .map(|p| memory::rss_kib(p.0.id()))
+        .collect();
     for base in ctx
         .issuers
         .iter()
@@ -732,8 +745,42 @@ password_hash = "{user_hash}"
     println!(
         "soak: RSS KiB before {rss_before:?} after {rss_after:?} (issuer, issuer[, resource server])"
     );
+    // Memory is judged over the steady window: from when the first rules
+    // could expire at the plateau, to shortly after the last chaos round
+    // (so both halves hold chaos rounds).
+    let steady_from = Duration::from_secs(access_ttl + refresh_ttl);
+    let steady_until = chaos_over + Duration::from_secs(30);
+    let steady: Vec<Sample> = samples
+        .into_iter()
+        .filter(|s| s.at <= steady_until)
+        .collect();
+    let flat = match memory::peaks(&steady, &watched, steady_from) {
+        Some(peaks) => {
+            for p in &peaks {
+                println!(
+                    "soak: memory {} peak RSS {:.1} MiB ({} rules) then {:.1} MiB ({} rules) over {}-{} s: {}",
+                    p.name,
+                    p.first_kib as f64 / 1024.0,
+                    p.rules_first,
+                    p.second_kib as f64 / 1024.0,
+                    p.rules_second,
+                    steady_from.as_secs(),
+                    steady_until.as_secs(),
+                    if p.flat() { "flat" } else { "GROWING" },
+                );
+            }
+            peaks.iter().all(memory::Peaks::flat)
+        }
+        None => {
+            println!(
+                "soak: memory not judged: the steady window ({} s to the last chaos round) is too short; run longer",
+                steady_from.as_secs()
+            );
+            true
+        }
+    };
     let _ = std::fs::remove_dir_all(&dir);
-    if counters.violations.load(Ordering::Relaxed) == 0 && wrong == 0 {
+    if counters.violations.load(Ordering::Relaxed) == 0 && wrong == 0 && flat {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
