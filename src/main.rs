@@ -19,6 +19,12 @@ use revokd::issuer::{self, AppState, client_auth};
 use revokd::keys::{KeyAlg, KeySet, generate_pem};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc gives memory freed after a resync or restore back to the OS
+/// within seconds; glibc's malloc kept it in its arenas (see Cargo.toml).
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(name = "revokd", version, about = "JWT issuer with fast revocation")]
 struct Cli {

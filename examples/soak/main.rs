@@ -45,7 +45,6 @@ use world::{Refresh, Tracked, World};
 const WEB: (&str, &str) = ("web", "soak-web-secret");
 const ADMIN: (&str, &str) = ("ops", "soak-admin-secret");
 const USER: (&str, &str) = ("alice", "soak-password");
-/// How long after an answered change a check holds every process to it.
 /// A child process killed and reaped when dropped.
 struct Killed(Child);
 
@@ -165,8 +164,8 @@ impl Ctx {
     fn track(&self, body: &Value) {
         let access = body["access_token"].as_str().unwrap().to_owned();
         let refresh = body["refresh_token"].as_str().unwrap().to_owned();
+        let refresh_exp = claims(&refresh)["exp"].as_u64().unwrap();
         let claims = claims(&access);
-        let refresh_exp = self::claims(&refresh)["exp"].as_u64().unwrap();
         let sid = claims["sid"].as_str().unwrap().to_owned();
         let mut world = self.world.lock().unwrap();
         world.refresh.insert(
@@ -660,8 +659,8 @@ password_hash = "{user_hash}"
         });
     }
 
-    // Chaos: every 60 s, alternately kill Redis and restart it empty, or
-    // pause it for 10 s.
+    // Chaos: 45 s after the last round, alternately kill Redis and restart
+    // it empty, or pause it for 10 s.
     let mut round = 0u32;
     while Instant::now() + Duration::from_secs(70) < deadline {
         tokio::time::sleep(Duration::from_secs(45)).await;
@@ -750,35 +749,7 @@ password_hash = "{user_hash}"
     // (so both halves hold chaos rounds).
     let steady_from = Duration::from_secs(access_ttl + refresh_ttl);
     let steady_until = chaos_over + Duration::from_secs(30);
-    let steady: Vec<Sample> = samples
-        .into_iter()
-        .filter(|s| s.at <= steady_until)
-        .collect();
-    let flat = match memory::peaks(&steady, &watched, steady_from) {
-        Some(peaks) => {
-            for p in &peaks {
-                println!(
-                    "soak: memory {} peak RSS {:.1} MiB ({} rules) then {:.1} MiB ({} rules) over {}-{} s: {}",
-                    p.name,
-                    p.first_kib as f64 / 1024.0,
-                    p.rules_first,
-                    p.second_kib as f64 / 1024.0,
-                    p.rules_second,
-                    steady_from.as_secs(),
-                    steady_until.as_secs(),
-                    if p.flat() { "flat" } else { "GROWING" },
-                );
-            }
-            peaks.iter().all(memory::Peaks::flat)
-        }
-        None => {
-            println!(
-                "soak: memory not judged: the steady window ({} s to the last chaos round) is too short; run longer",
-                steady_from.as_secs()
-            );
-            true
-        }
-    };
+    let flat = memory::verdict(samples, &watched, steady_from..=steady_until);
     let _ = std::fs::remove_dir_all(&dir);
     if counters.violations.load(Ordering::Relaxed) == 0 && wrong == 0 && flat {
         std::process::ExitCode::SUCCESS

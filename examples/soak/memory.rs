@@ -6,15 +6,16 @@
 //! token lifetimes the live rule count reaches a plateau one refresh
 //! lifetime (plus one access lifetime) into the run. From then on a process
 //! whose memory only follows its rules holds steady; one that leaks keeps
-//! growing. The steady window is cut in two halves and each process's peak
-//! RSS in the second half is compared with its peak in the first: peaks,
-//! not averages, because every half holds Redis kills and empty restarts,
-//! whose resyncs and restores are the transients most likely to leave
-//! memory behind.
+//! growing. The steady window is cut in two halves and each process's median
+//! RSS in the second half is compared with its median in the first: the
+//! median is the resting level a leak raises, while every half's peak is a
+//! resync or restore transient of a chaos round, which a good allocator
+//! gives back within seconds (the peaks are printed too).
 
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
-/// A peak may grow by this fraction from the first half to the second…
+/// The median may grow by this fraction from the first half to the second…
 const GROWTH_ALLOWED: f64 = 0.10;
 /// …plus this much, for allocator noise on small processes.
 const SLACK_KIB: u64 = 4 * 1024;
@@ -77,50 +78,89 @@ async fn denylist_rules(http: &reqwest::Client, base: &str) -> Option<u64> {
         .map(|value| value as u64)
 }
 
-/// One process's peaks in the two halves of the steady window.
-pub(crate) struct Peaks {
-    pub(crate) name: &'static str,
-    pub(crate) first_kib: u64,
-    pub(crate) second_kib: u64,
-    pub(crate) rules_first: u64,
-    pub(crate) rules_second: u64,
+/// One process's RSS and rules in the two halves of the steady window.
+struct Halves {
+    name: &'static str,
+    /// Median RSS of each half, KiB.
+    median_kib: [u64; 2],
+    /// Peak RSS of each half, KiB.
+    peak_kib: [u64; 2],
+    /// Peak rule count of each half.
+    rules: [u64; 2],
 }
 
-impl Peaks {
-    /// Whether the second half's peak stayed within the allowed growth.
-    pub(crate) fn flat(&self) -> bool {
-        let bound = (self.first_kib as f64 * (1.0 + GROWTH_ALLOWED)) as u64 + SLACK_KIB;
-        self.second_kib <= bound
+impl Halves {
+    /// Whether the second half's median stayed within the allowed growth.
+    fn flat(&self) -> bool {
+        let bound = (self.median_kib[0] as f64 * (1.0 + GROWTH_ALLOWED)) as u64 + SLACK_KIB;
+        self.median_kib[1] <= bound
     }
 }
 
-/// Peaks per process over the samples taken at or after `steady_from`;
-/// `None` when the steady window is too short to hold two halves with
-/// samples in each.
-pub(crate) fn peaks(
-    samples: &[Sample],
+/// Judges memory over the samples taken within `steady` (the rule plateau),
+/// prints one line per process, and says whether every one stayed flat. A
+/// window too short to cut in two halves with samples in each is reported
+/// and not held against the run.
+pub(crate) fn verdict(
+    samples: Vec<Sample>,
     watched: &[Watched],
-    steady_from: Duration,
-) -> Option<Vec<Peaks>> {
-    let steady: Vec<&Sample> = samples.iter().filter(|s| s.at >= steady_from).collect();
+    steady: RangeInclusive<Duration>,
+) -> bool {
+    let steady_samples: Vec<Sample> = samples
+        .into_iter()
+        .filter(|s| steady.contains(&s.at))
+        .collect();
+    let window = format!("{}-{} s", steady.start().as_secs(), steady.end().as_secs());
+    let Some(halves) = halves(&steady_samples, watched) else {
+        println!("soak: memory not judged: the rule plateau ({window}) is too short; run longer");
+        return true;
+    };
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    for h in &halves {
+        println!(
+            "soak: memory {} over {window}: median RSS {:.1} -> {:.1} MiB, peak {:.1} -> {:.1} MiB, rules {} -> {}: {}",
+            h.name,
+            mib(h.median_kib[0]),
+            mib(h.median_kib[1]),
+            mib(h.peak_kib[0]),
+            mib(h.peak_kib[1]),
+            h.rules[0],
+            h.rules[1],
+            if h.flat() { "flat" } else { "GROWING" },
+        );
+    }
+    halves.iter().all(Halves::flat)
+}
+
+/// Each process's figures in the two halves of `steady`; `None` when there
+/// are too few samples to cut it in two.
+fn halves(steady: &[Sample], watched: &[Watched]) -> Option<Vec<Halves>> {
     if steady.len() < 4 {
         return None;
     }
     let (first, second) = steady.split_at(steady.len() / 2);
-    let peak = |half: &[&Sample], f: &dyn Fn(&Sample) -> u64| half.iter().map(|s| f(s)).max();
     Some(
         watched
             .iter()
             .enumerate()
             .map(|(i, process)| {
-                let rss = |s: &Sample| s.rss_kib[i];
-                let rules = |s: &Sample| s.rules[i].unwrap_or(0);
-                Peaks {
+                let rss = |half: &[Sample]| -> Vec<u64> {
+                    let mut rss: Vec<u64> = half.iter().map(|s| s.rss_kib[i]).collect();
+                    rss.sort_unstable();
+                    rss
+                };
+                let rules = |half: &[Sample]| {
+                    half.iter()
+                        .map(|s| s.rules[i].unwrap_or(0))
+                        .max()
+                        .unwrap_or(0)
+                };
+                let (a, b) = (rss(first), rss(second));
+                Halves {
                     name: process.name,
-                    first_kib: peak(first, &rss).unwrap_or(0),
-                    second_kib: peak(second, &rss).unwrap_or(0),
-                    rules_first: peak(first, &rules).unwrap_or(0),
-                    rules_second: peak(second, &rules).unwrap_or(0),
+                    median_kib: [a[a.len() / 2], b[b.len() / 2]],
+                    peak_kib: [a[a.len() - 1], b[b.len() - 1]],
+                    rules: [rules(first), rules(second)],
                 }
             })
             .collect(),
