@@ -48,6 +48,19 @@ const USER: (&str, &str) = ("alice", "soak-password");
 /// A child process killed and reaped when dropped.
 struct Killed(Child);
 
+impl Killed {
+    /// Starts `command` with its output discarded.
+    fn spawn(command: &mut Command) -> Killed {
+        Killed(
+            command
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        )
+    }
+}
+
 impl Drop for Killed {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -544,20 +557,13 @@ password_hash = "{user_hash}"
     let mut processes = Vec::new();
     let mut issuers = Vec::new();
     for port in ports {
-        let child = Command::new(&revokd)
-            .args(["serve", "--config"])
-            .arg(dir.join("revokd.toml"))
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--redis",
-                &redis.url(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        processes.push(Killed(child));
+        processes.push(Killed::spawn(
+            Command::new(&revokd)
+                .args(["serve", "--config"])
+                .arg(dir.join("revokd.toml"))
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--redis", &redis.url()]),
+        ));
         issuers.push(format!("http://127.0.0.1:{port}"));
     }
     let http = reqwest::Client::builder()
@@ -571,20 +577,12 @@ password_hash = "{user_hash}"
     let mut resource = String::new();
     if let Some(bin) = resource_bin {
         let port = free_port();
-        let child = Command::new(bin)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--issuer",
-                &issuer_url,
-                "--redis",
-                &redis.url(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        processes.push(Killed(child));
+        processes.push(Killed::spawn(
+            Command::new(bin)
+                .args(["--listen", &format!("127.0.0.1:{port}")])
+                .args(["--issuer", &issuer_url])
+                .args(["--redis", &redis.url()]),
+        ));
         resource = format!("http://127.0.0.1:{port}");
         wait_up(&http, &format!("{resource}/readyz")).await;
     }
