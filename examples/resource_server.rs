@@ -32,6 +32,8 @@ use revokd::layer::{RequireTokenLayer, StalePolicy, VerifiedToken};
 use revokd::metrics::DenylistMetrics;
 use revokd::store::redis::RedisStore;
 use revokd::subscriber::{Subscriber, SubscriberConfig};
+use revokd::verify::{Verifier, VerifierConfig};
+use serde_json::json;
 
 /// A long-running resource server does well with jemalloc: it gives the
 /// memory of a snapshot or resync back to the OS within seconds, where
@@ -39,8 +41,6 @@ use revokd::subscriber::{Subscriber, SubscriberConfig};
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-use revokd::verify::{Verifier, VerifierConfig};
-use serde_json::json;
 
 struct Args {
     listen: SocketAddr,
