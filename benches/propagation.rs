@@ -38,12 +38,7 @@ fn rule(i: usize) -> Rule {
 }
 
 fn store(url: &str) -> RedisStore {
-    RedisStore::new(
-        redis::Client::open(url).unwrap(),
-        "revokd",
-        Duration::from_secs(2),
-    )
-    .unwrap()
+    RedisStore::single(url, "revokd").unwrap()
 }
 
 fn main() {
@@ -72,7 +67,6 @@ fn child(url: &str) {
     let denylist = Denylist::new();
     let _subscriber = runtime.block_on(async {
         Subscriber::spawn(
-            redis::Client::open(url).unwrap(),
             store(url),
             denylist.clone(),
             SubscriberConfig::default(),

@@ -7,6 +7,9 @@
 //!     [--audience api] [--prefix revokd] [--fail-closed] [--staleness-bound-secs 60]
 //! ```
 //!
+//! Instead of `--redis`: `--sentinel URL` (repeated) with `--sentinel-master
+//! NAME`, or `--cluster URL` (repeated, seed nodes).
+//!
 //! - `GET /api/resource`: 200 `{"sub": …, "scope": …, "client_id": …}` for a
 //!   valid, unrevoked access token (audience `api` by default), else the
 //!   layer's RFC 6750 refusal;
@@ -30,7 +33,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use revokd::denylist::Denylist;
 use revokd::layer::{RequireTokenLayer, StalePolicy, VerifiedToken};
 use revokd::metrics::DenylistMetrics;
-use revokd::store::redis::RedisStore;
+use revokd::store::redis::{RedisStore, StoreOptions, Topology};
 use revokd::subscriber::{Subscriber, SubscriberConfig};
 use revokd::verify::{Verifier, VerifierConfig};
 use serde_json::json;
@@ -45,20 +48,24 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 struct Args {
     listen: SocketAddr,
     issuer: String,
-    redis: String,
+    topology: Topology,
     audience: String,
     prefix: String,
     policy: StalePolicy,
     bound: Duration,
 }
 
-const USAGE: &str = "usage: resource_server --listen ADDR --issuer URL --redis URL \
+const USAGE: &str = "usage: resource_server --listen ADDR --issuer URL \
+(--redis URL | --sentinel URL... --sentinel-master NAME | --cluster URL...) \
 [--audience api] [--prefix revokd] [--fail-closed] [--staleness-bound-secs 60]";
 
 fn parse_args() -> Result<Args, String> {
     let mut listen = None;
     let mut issuer = None;
     let mut redis = None;
+    let mut sentinels = Vec::new();
+    let mut sentinel_master = None;
+    let mut cluster = Vec::new();
     let mut audience = "api".to_owned();
     let mut prefix = "revokd".to_owned();
     let mut policy = StalePolicy::FailOpen;
@@ -72,6 +79,9 @@ fn parse_args() -> Result<Args, String> {
             }
             "--issuer" => issuer = Some(value()?),
             "--redis" => redis = Some(value()?),
+            "--sentinel" => sentinels.push(value()?),
+            "--sentinel-master" => sentinel_master = Some(value()?),
+            "--cluster" => cluster.push(value()?),
             "--audience" => audience = value()?,
             "--prefix" => prefix = value()?,
             "--fail-closed" => policy = StalePolicy::FailClosed,
@@ -86,7 +96,8 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         listen: listen.ok_or(USAGE)?,
         issuer: issuer.ok_or(USAGE)?,
-        redis: redis.ok_or(USAGE)?,
+        topology: Topology::from_parts(redis, sentinels, sentinel_master, cluster)
+            .map_err(|e| format!("{e}\n{USAGE}"))?,
         audience,
         prefix,
         policy,
@@ -119,11 +130,12 @@ async fn run() -> Result<(), String> {
     let denylist = Denylist::new();
     let registry = Registry::new();
     let metrics = DenylistMetrics::register(&registry, &denylist).map_err(|e| e.to_string())?;
-    let client = redis::Client::open(args.redis.as_str()).map_err(|e| format!("--redis: {e}"))?;
-    let store = RedisStore::new(client.clone(), &args.prefix, Duration::from_secs(2))
-        .map_err(|e| e.to_string())?;
+    let options = StoreOptions {
+        prefix: args.prefix.clone(),
+        ..StoreOptions::default()
+    };
+    let store = RedisStore::new(args.topology.clone(), options).map_err(|e| e.to_string())?;
     let subscriber = Subscriber::spawn(
-        client,
         store,
         denylist.clone(),
         SubscriberConfig::default(),

@@ -119,13 +119,35 @@ impl Default for TokensConfig {
     }
 }
 
-/// `[store]`: absent `redis_url` means the in-memory store (one process).
+/// `[store]`: where rules live. No Redis (`redis_url`, `sentinels` and
+/// `cluster` all absent) means the in-memory store (one process); otherwise
+/// exactly one of the three names the Redis topology.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
-    /// Redis URL; `None` selects the embedded in-memory store.
+    /// One Redis server's URL.
     #[serde(default)]
     pub redis_url: Option<String>,
+    /// Redis Sentinel URLs: the master is found (and followed) through them.
+    #[serde(default)]
+    pub sentinels: Vec<String>,
+    /// With `sentinels`: the monitored master's name.
+    #[serde(default)]
+    pub sentinel_master: Option<String>,
+    /// Seed nodes of a Redis Cluster.
+    #[serde(default)]
+    pub cluster: Vec<String>,
+    /// Replicas that must confirm a revocation or re-approval (`WAIT`)
+    /// before it is answered 200; 0 answers once the master took it.
+    #[serde(default)]
+    pub replica_acks: u64,
+    /// How long to wait for those replicas before answering 503.
+    #[serde(
+        default = "default_replica_ack_timeout",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub replica_ack_timeout: Duration,
     /// Prefix of every Redis key (inside the `{…}` hash tag).
     #[serde(default = "default_prefix")]
     pub prefix: String,
@@ -135,9 +157,63 @@ impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
             redis_url: None,
+            sentinels: Vec::new(),
+            sentinel_master: None,
+            cluster: Vec::new(),
+            replica_acks: 0,
+            replica_ack_timeout: default_replica_ack_timeout(),
             prefix: default_prefix(),
         }
     }
+}
+
+impl StoreConfig {
+    /// The Redis topology configured, `None` for the in-memory store (or
+    /// settings [`Config::validate`] refuses).
+    pub fn topology(&self) -> Option<crate::store::redis::Topology> {
+        crate::store::redis::Topology::from_parts(
+            self.redis_url.clone(),
+            self.sentinels.clone(),
+            self.sentinel_master.clone(),
+            self.cluster.clone(),
+        )
+        .ok()
+    }
+
+    /// The store options these settings give.
+    pub fn options(&self) -> crate::store::redis::StoreOptions {
+        crate::store::redis::StoreOptions {
+            prefix: self.prefix.clone(),
+            replica_acks: self.replica_acks,
+            replica_ack_timeout: self.replica_ack_timeout,
+            ..crate::store::redis::StoreOptions::default()
+        }
+    }
+
+    fn problems(&self, problems: &mut Vec<String>) {
+        use crate::store::redis::{Topology, TopologyError};
+        match Topology::from_parts(
+            self.redis_url.clone(),
+            self.sentinels.clone(),
+            self.sentinel_master.clone(),
+            self.cluster.clone(),
+        ) {
+            Ok(_) | Err(TopologyError::Missing) => {}
+            Err(error) => problems.push(format!(
+                "store: {error} (redis_url, sentinels + sentinel_master, cluster)"
+            )),
+        }
+        if self.replica_acks > 0 && self.replica_ack_timeout.is_zero() {
+            problems.push("store.replica_ack_timeout must be positive".to_owned());
+        }
+        if self.prefix.is_empty() || self.prefix.contains(['{', '}']) {
+            problems.push("store.prefix must be non-empty, without braces".to_owned());
+        }
+    }
+}
+
+fn default_replica_ack_timeout() -> Duration {
+    Duration::from_millis(250)
 }
 
 /// What a revocation at `/oauth2/revoke` covers.
@@ -360,6 +436,7 @@ impl Config {
         if limits.request_timeout.is_zero() {
             problems.push("limits.request_timeout must be positive".to_owned());
         }
+        self.store.problems(&mut problems);
         let mut seen = std::collections::HashSet::new();
         for client in &self.clients {
             if client.id.is_empty() || client.id.chars().any(char::is_control) {

@@ -24,7 +24,7 @@ pub enum Change {
     Remove(RuleKey),
 }
 
-/// One change, with its position in the stream.
+/// One change, with its position in the stream and in the history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// Position in the total order of changes (consecutive from 1).
@@ -33,6 +33,10 @@ pub struct Event {
     pub change: Change,
     /// When it was published, milliseconds since the epoch.
     pub published_at_ms: u64,
+    /// The history's head after this event.
+    pub head: Head,
+    /// The history's head before it ([`Head::GENESIS`] for seq 1).
+    pub prev_head: Head,
 }
 
 /// Every live rule, consistent with the stream at `seq`.
@@ -40,8 +44,59 @@ pub struct Event {
 pub struct Snapshot {
     /// The seq of the last event the snapshot includes.
     pub seq: u64,
+    /// The history's head at `seq`.
+    pub head: Head,
     /// The rules.
     pub rules: Vec<Rule>,
+}
+
+/// The head of a dataset's history: a hash chained through every event
+/// (`head = SHA-1(event encoded with prev_head)`, computed by the Redis
+/// scripts). Equal seqs with different heads are different histories: the
+/// dataset came back older than it was, and what a subscriber holds beyond
+/// the fork may be missing from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Head(pub [u8; 20]);
+
+impl Head {
+    /// The head of an empty history (seq 0).
+    pub const GENESIS: Head = Head([0; 20]);
+
+    /// Parses the 40 hex digits of the wire form; the empty string is
+    /// [`Head::GENESIS`].
+    pub fn parse(text: &str) -> Result<Head, EventError> {
+        if text.is_empty() {
+            return Ok(Head::GENESIS);
+        }
+        let bytes = text.as_bytes();
+        if bytes.len() != 40 {
+            return Err(EventError::Head);
+        }
+        let mut head = [0u8; 20];
+        for (out, pair) in head.iter_mut().zip(bytes.chunks_exact(2)) {
+            let digit = |b: u8| (b as char).to_digit(16).ok_or(EventError::Head);
+            *out = u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?)
+                .map_err(|_| EventError::Head)?;
+        }
+        Ok(Head(head))
+    }
+
+    /// The wire form: 40 lowercase hex digits, empty for [`Head::GENESIS`].
+    pub fn to_hex(&self) -> String {
+        if *self == Head::GENESIS {
+            return String::new();
+        }
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Display for Head {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == Head::GENESIS {
+            return f.write_str("genesis");
+        }
+        f.write_str(&self.to_hex())
+    }
 }
 
 /// Why bytes are not a valid event or snapshot.
@@ -60,6 +115,9 @@ pub enum EventError {
     /// Seq 0 is never assigned.
     #[error("event seq must be at least 1")]
     ZeroSeq,
+    /// A head is not 40 hex digits.
+    #[error("history head must be 40 hex digits")]
+    Head,
 }
 
 impl Event {
@@ -83,6 +141,8 @@ impl Event {
             expires_at,
             published_at_ms: self.published_at_ms,
             all,
+            head: self.head.to_hex(),
+            prev_head: self.prev_head.to_hex(),
         }
         .encode_to_vec()
     }
@@ -109,6 +169,8 @@ impl Event {
             seq: message.seq,
             change,
             published_at_ms: message.published_at_ms,
+            head: Head::parse(&message.head)?,
+            prev_head: Head::parse(&message.prev_head)?,
         })
     }
 }
@@ -119,6 +181,7 @@ impl Snapshot {
         proto::RuleSnapshot {
             seq: self.seq,
             rules: self.rules.iter().map(encode_rule).collect(),
+            head: self.head.to_hex(),
         }
         .encode_to_vec()
     }
@@ -133,6 +196,7 @@ impl Snapshot {
             .collect::<Result<_, _>>()?;
         Ok(Snapshot {
             seq: message.seq,
+            head: Head::parse(&message.head)?,
             rules,
         })
     }
@@ -188,6 +252,8 @@ mod tests {
                 expires_at: 1_800_000_000,
             }),
             published_at_ms: 1_799_999_000_123,
+            head: Head([7; 20]),
+            prev_head: Head([6; 20]),
         }
     }
 
@@ -200,6 +266,8 @@ mod tests {
                 seq: u64::MAX,
                 change: Change::Remove("sid:s1".parse().unwrap()),
                 published_at_ms: 0,
+                head: Head([0xab; 20]),
+                prev_head: Head::GENESIS,
             },
         ] {
             assert_eq!(Event::decode(&event.encode()).unwrap(), event);
@@ -210,6 +278,7 @@ mod tests {
     fn snapshots_round_trip() {
         let snapshot = Snapshot {
             seq: 99,
+            head: Head([1; 20]),
             rules: vec![
                 Rule {
                     key: "sub:alice".parse().unwrap(),
@@ -264,6 +333,27 @@ mod tests {
             Event::decode(&[0xff, 0xff, 0xff]),
             Err(EventError::Protobuf(_))
         ));
+        let bad_head = proto::RevocationEvent {
+            seq: 1,
+            op: 1,
+            key: "jti:x".into(),
+            head: "not hex".into(),
+            ..Default::default()
+        };
+        assert!(matches!(
+            Event::decode(&bad_head.encode_to_vec()),
+            Err(EventError::Head)
+        ));
+    }
+
+    #[test]
+    fn heads_round_trip_through_hex() {
+        let head = Head([0x0f; 20]);
+        assert_eq!(head.to_hex(), "0f".repeat(20));
+        assert_eq!(Head::parse(&head.to_hex()).unwrap(), head);
+        assert_eq!(Head::parse("").unwrap(), Head::GENESIS);
+        assert!(Head::parse(&"g".repeat(40)).is_err());
+        assert!(Head::parse("abc").is_err());
     }
 
     proptest! {
@@ -283,6 +373,8 @@ mod tests {
                     expires_at,
                 }),
                 published_at_ms: 1,
+                head: Head([3; 20]),
+                prev_head: Head::GENESIS,
             };
             prop_assert_eq!(Event::decode(&event.encode()).unwrap(), event);
         }

@@ -12,8 +12,9 @@
 //! | the revocation vocabulary: rules, keys, a token's keys | [`rule`] |
 //! | the hot path: bloom filter + exact map, expiry | [`denylist`] |
 //! | the wire format of a change (protobuf, `proto/`) | [`event`] |
-//! | Redis layout, scripts, snapshot | [`store::redis`] |
-//! | SUBSCRIBE, snapshot, seq order, resync, staleness | [`subscriber`] |
+//! | Redis layout, scripts, snapshot; one server, Sentinel or Cluster | [`store::redis`] |
+//! | the sync protocol, free of I/O: seq order, history heads, forks, merge | [`follow`] |
+//! | SUBSCRIBE, snapshot, resync, backoff, staleness, restore | [`subscriber`] |
 //! | a resource server's check: JWKS, signature, claims, then the denylist | [`verify`] |
 //! | the tower layer and axum extractor around it | [`layer`] |
 //! | the only reader of the system clock | [`clock`] |
@@ -28,6 +29,7 @@
 pub mod clock;
 pub mod denylist;
 pub mod event;
+pub mod follow;
 pub mod layer;
 pub mod metrics;
 pub mod rule;

@@ -140,16 +140,6 @@ fn client_new(id: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A Redis URL without its password, for logs.
-fn redacted(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://***{}", &url[..scheme], &url[at..])
-        }
-        _ => url.to_owned(),
-    }
-}
-
 /// How long the denylist may go without proving it is in sync with Redis
 /// before `/readyz` turns false (the design's default bound).
 const STALENESS_BOUND: Duration = Duration::from_secs(60);
@@ -215,12 +205,11 @@ async fn serve(
         KeySet::load(&config.signing_keys)?
     };
 
-    let (state, replication) = match config.store.redis_url.clone() {
+    let (state, replication) = match config.store.topology() {
         None => (AppState::in_memory(config, keys)?, None),
-        Some(url) => {
-            tracing::info!(redis = %redacted(&url), "replicating through redis");
-            let (state, replication) =
-                issuer::replicated::on_redis(config, keys, &url, STALENESS_BOUND)?;
+        Some(topology) => {
+            tracing::info!(%topology, "replicating through redis");
+            let (state, replication) = issuer::replicated::on_redis(config, keys, STALENESS_BOUND)?;
             (state, Some(replication))
         }
     };

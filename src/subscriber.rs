@@ -1,28 +1,32 @@
 //! Keeps a [`Denylist`] in sync with Redis: SUBSCRIBE, then an atomic
-//! snapshot, then events in seq order; any doubt means a resync.
+//! snapshot, then events in seq order; any doubt means a resync. The
+//! decisions (which event applies, what a snapshot proves, when the store's
+//! history forked) are [`crate::follow`]'s, free of I/O; this module does
+//! the I/O around them.
 //!
 //! One *session* is one connection's life:
 //!
-//! 1. `SUBSCRIBE` to the events channel, so nothing published from now on is
-//!    missed (it waits in the connection's buffer);
-//! 2. read a snapshot (seq + every rule) atomically and apply it;
-//! 3. apply buffered and new events: `seq <= last` is a duplicate and is
-//!    ignored, `seq == last + 1` is applied, anything else is a gap;
-//! 4. every `check_interval`, `GET seq`: equal to the last applied seq proves
-//!    the denylist in sync (staleness drops to zero); behind twice in a row
-//!    means events were lost; lower means Redis lost data.
+//! 1. `SUBSCRIBE` to the events channel (on the topology's subscription
+//!    node), so nothing published from now on is missed;
+//! 2. read a snapshot (seq, head, the log since our position, every rule)
+//!    atomically from the master and let the follower apply it;
+//! 3. apply buffered and new events through the follower: duplicates are
+//!    ignored, the next one applies when it chains from our head, anything
+//!    else ends the session;
+//! 4. every `check_interval`, read seq and head from the master: equal to
+//!    ours proves the denylist in sync (staleness drops to zero); ahead
+//!    twice in a row means events were lost; lower, or equal with another
+//!    head, means the history forked.
 //!
-//! A gap, an undecodable event, a dropped connection (including Redis
-//! disconnecting a slow consumer) or a failed check ends the session with a
-//! reason (the `revokd_denylist_resyncs_total{reason}` label); the next one
-//! starts after a capped exponential backoff with jitter.
+//! A gap, a fork, an undecodable event, a dropped connection (including
+//! Redis disconnecting a slow consumer, a node that died or lost its slots)
+//! or a failed check ends the session with a reason (the
+//! `revokd_denylist_resyncs_total{reason}` label); the next one starts after
+//! a capped exponential backoff with jitter.
 //!
-//! Redis can come back empty (a restart without persistence, a failover to a
-//! replica that lost writes). The dataset's epoch tells: when it changed or
-//! vanished, the snapshot is *merged* into the denylist instead of replacing
-//! it, so no revocation comes back to life because Redis forgot it; a
-//! subscriber that restores (an issuer's, whose denylist lists its rules)
-//! then re-writes every live rule it holds into Redis.
+//! A subscriber that restores (an issuer's, whose denylist lists its rules)
+//! re-writes every live rule it holds that a snapshot lacks, so a Redis that
+//! came back empty or older gets back what it forgot.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,9 +36,10 @@ use futures_util::{StreamExt, TryStreamExt};
 
 use crate::clock;
 use crate::denylist::Denylist;
-use crate::event::{Change, Event};
+use crate::event::Event;
+use crate::follow::{Checked, Follower, Lost, Relation};
 use crate::metrics::DenylistMetrics;
-use crate::store::redis::{EpochSnapshot, RedisStore, RedisStoreError};
+use crate::store::redis::{RedisStore, RedisStoreError};
 
 /// How a subscriber paces itself.
 #[derive(Debug, Clone)]
@@ -78,14 +83,25 @@ enum Resync {
     Gap,
     /// An event could not be decoded.
     Decode,
-    /// `GET seq` stayed ahead of the applied seq: events were lost silently.
+    /// The check stayed ahead of the applied seq: events were lost silently.
     Behind,
-    /// `GET seq` went backwards or the epoch changed: Redis lost data.
-    Reset,
-    /// The periodic `GET seq` failed.
+    /// The store's history is not the one followed (Redis came back older
+    /// or empty, or a replica that missed writes was promoted).
+    Fork,
+    /// The periodic check failed.
     Check,
-    /// Rules were restored into an emptied Redis; read it again.
+    /// Rules were restored into a Redis that lacked them; read it again.
     Restored,
+}
+
+impl From<Lost> for Resync {
+    fn from(lost: Lost) -> Self {
+        match lost {
+            Lost::Gap => Resync::Gap,
+            Lost::Fork => Resync::Fork,
+            Lost::Behind => Resync::Behind,
+        }
+    }
 }
 
 impl Resync {
@@ -96,20 +112,11 @@ impl Resync {
             Resync::Gap => "gap",
             Resync::Decode => "decode",
             Resync::Behind => "behind",
-            Resync::Reset => "reset",
+            Resync::Fork => "fork",
             Resync::Check => "check",
             Resync::Restored => "restored",
         }
     }
-}
-
-/// The outcome of applying a snapshot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Applied {
-    /// The denylist is in sync with Redis as of the snapshot's seq.
-    InSync,
-    /// Redis lost data and this subscriber restores: re-write its rules.
-    NeedsRestore,
 }
 
 /// What a subscriber shares with its handle.
@@ -148,9 +155,9 @@ impl std::fmt::Debug for Subscriber {
 }
 
 impl Subscriber {
-    /// Starts the subscriber task on the current tokio runtime.
+    /// Starts the subscriber task on the current tokio runtime, following
+    /// `store`'s topology.
     pub fn spawn(
-        client: redis::Client,
         store: RedisStore,
         denylist: Denylist,
         config: SubscriberConfig,
@@ -158,15 +165,12 @@ impl Subscriber {
     ) -> Subscriber {
         let state = Arc::new(SyncState::default());
         let task = Task {
-            client,
+            follower: Follower::new(config.restore),
             store,
             denylist,
             config,
             metrics,
             state: state.clone(),
-            epoch: None,
-            synced_once: false,
-            trust_snapshots: true,
         };
         let handle = tokio::spawn(task.run());
         Subscriber {
@@ -205,19 +209,13 @@ fn staleness(state: &SyncState) -> Duration {
 }
 
 struct Task {
-    client: redis::Client,
     store: RedisStore,
     denylist: Denylist,
     config: SubscriberConfig,
     metrics: Option<DenylistMetrics>,
     state: Arc<SyncState>,
-    /// The epoch of the dataset the denylist was last in sync with.
-    epoch: Option<String>,
-    /// Whether a snapshot was ever applied.
-    synced_once: bool,
-    /// Whether a snapshot of the same epoch may replace the rule set (false
-    /// once Redis lost data under a subscriber that does not restore).
-    trust_snapshots: bool,
+    /// Where the denylist stands in the store's history.
+    follower: Follower,
 }
 
 impl Task {
@@ -254,36 +252,46 @@ impl Task {
     async fn session(&mut self) -> Resync {
         let timeout = self.config.check_interval.max(Duration::from_secs(1));
         let pubsub = tokio::time::timeout(timeout, async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let client = self.store.pubsub_client().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&self.store.keys().channel).await?;
-            Ok::<_, redis::RedisError>(pubsub)
+            Ok::<_, RedisStoreError>(pubsub)
         })
         .await;
         let Ok(Ok(pubsub)) = pubsub else {
             return Resync::Connect;
         };
         let mut events = pubsub.into_on_message();
-        let snapshot = match self.store.snapshot().await {
-            Ok(snapshot) => snapshot,
+        let reply = match self.store.snapshot(self.follower.position()).await {
+            Ok(reply) => reply,
             Err(_) => return Resync::Connect,
         };
-        if self.apply_snapshot(snapshot) == Applied::NeedsRestore {
+        let (seq, head) = (reply.seq, reply.head);
+        let synced = self
+            .follower
+            .on_sync(reply, &self.denylist, clock::now_secs());
+        self.state.last_seq.store(seq, Ordering::Release);
+        match synced.relation {
+            Relation::First | Relation::Continued => {}
+            Relation::Forked | Relation::Unproven => tracing::warn!(
+                relation = ?synced.relation, seq, %head, to_restore = synced.restore.len(),
+                "redis holds another history than this denylist followed: merged, nothing dropped"
+            ),
+        }
+        if !synced.restore.is_empty() {
             // Close the subscription first: the restore publishes an event
             // per rule, and a subscription nobody reads would buffer them
-            // all. The next session reads the restored dataset afresh.
+            // all. The next session reads the restored history afresh.
             drop(events);
-            return self.restore().await;
+            return self.restore(synced.restore).await;
         }
+        self.mark_in_sync(clock::now_millis());
         self.state.connected.store(true, Ordering::Release);
         if let Some(metrics) = &self.metrics {
             metrics.redis_connected.set(1);
         }
         let mut check = tokio::time::interval(self.config.check_interval);
         let mut maintain = tokio::time::interval(self.config.maintain_interval);
-        // A seq `GET seq` saw ahead of the applied one, and when: reaching it
-        // by the next check proves we were in sync as of then; still short
-        // of it means the events in between were lost.
-        let mut awaited: Option<(u64, u64)> = None;
         loop {
             tokio::select! {
                 message = events.next() => {
@@ -293,97 +301,41 @@ impl Task {
                     }
                 }
                 _ = check.tick() => {
-                    let seq = match self.store.seq().await {
-                        Ok(seq) => seq,
-                        Err(_) => return Resync::Check,
+                    let Ok((seq, head)) = self.store.position().await else {
+                        return Resync::Check;
                     };
-                    let last = self.state.last_seq.load(Ordering::Acquire);
-                    if seq < last {
-                        return Resync::Reset;
+                    match self.follower.on_check(seq, head, clock::now_millis()) {
+                        Ok(Checked::InSyncAt(at_ms)) => self.mark_in_sync(at_ms),
+                        Ok(Checked::Waiting) => {}
+                        Err(lost) => return lost.into(),
                     }
-                    let now_ms = clock::now_millis();
-                    if seq == last {
-                        self.mark_in_sync(now_ms);
-                        awaited = None;
-                        continue;
-                    }
-                    if let Some((target, seen_at_ms)) = awaited {
-                        if last < target {
-                            return Resync::Behind;
-                        }
-                        self.mark_in_sync(seen_at_ms);
-                    }
-                    awaited = Some((seq, now_ms));
                 }
                 _ = maintain.tick() => self.maintain(),
             }
         }
     }
 
-    /// Applies a snapshot; says whether Redis lost data that this
-    /// subscriber must restore before it can follow Redis again.
-    fn apply_snapshot(&mut self, snapshot: EpochSnapshot) -> Applied {
-        let EpochSnapshot { snapshot, epoch } = snapshot;
-        let same_dataset = match (&self.epoch, &epoch) {
-            (Some(known), Some(read)) => known == read,
-            (None, Some(_)) => !self.synced_once,
-            (_, None) => false,
-        };
-        if same_dataset && self.trust_snapshots {
-            // A snapshot of the dataset we followed is complete: rules it
-            // lacks were re-approved or expired while we were away.
-            self.denylist.replace_all(&snapshot.rules);
-        } else {
-            // Redis lost data (or never had any): keep every local rule.
-            // Until this process restarts, snapshots are only merged, unless
-            // it restores its rules into Redis itself: a later snapshot could
-            // lack rules only this denylist remembers.
-            self.denylist.apply_batch(&snapshot.rules);
-            if self.config.restore {
-                return Applied::NeedsRestore;
-            }
-            if self.synced_once {
-                self.trust_snapshots = false;
-            }
-        }
-        self.synced_once = true;
-        self.epoch = epoch;
-        self.state.last_seq.store(snapshot.seq, Ordering::Release);
-        self.mark_in_sync(clock::now_millis());
-        Applied::InSync
-    }
-
-    /// Re-writes every live rule into Redis under a (new) epoch.
-    async fn restore(&mut self) -> Resync {
-        let rules = self.denylist.rules(clock::now_secs()).unwrap_or_default();
-        let result: Result<(), RedisStoreError> = async {
-            let (epoch, _) = self.store.ensure_epoch().await?;
-            // 64 scripts in flight: Redis pipelines them, so a large rule
-            // set is back in seconds (sequential calls would take minutes),
-            // shortening the window in which Redis holds only part of it.
-            futures_util::stream::iter(rules.iter().cloned())
-                .map(|rule| {
-                    let store = self.store.clone();
-                    async move { store.revoke(&rule, clock::now_millis()).await }
-                })
-                .buffer_unordered(RESTORE_IN_FLIGHT)
-                .try_for_each(|_| async { Ok(()) })
-                .await?;
-            self.epoch = Some(epoch);
-            Ok(())
-        }
-        .await;
+    /// Re-writes `rules` (held here, missing from Redis) into Redis.
+    async fn restore(&mut self, rules: Vec<crate::rule::Rule>) -> Resync {
+        let count = rules.len();
+        // 64 scripts in flight: Redis pipelines them, so a large rule set is
+        // back in seconds (sequential calls would take minutes), shortening
+        // the window in which Redis holds only part of it.
+        let result = futures_util::stream::iter(rules)
+            .map(|rule| {
+                let store = self.store.clone();
+                async move { store.revoke(&rule, clock::now_millis()).await }
+            })
+            .buffer_unordered(RESTORE_IN_FLIGHT)
+            .try_for_each(|_| async { Ok(()) })
+            .await;
         match result {
-            Ok(()) if rules.is_empty() => {
-                tracing::info!("redis had no revokd epoch: started one");
-                Resync::Restored
-            }
             Ok(()) => {
-                tracing::warn!(rules = rules.len(), "restored rules into an emptied redis");
+                tracing::warn!(rules = count, "restored rules redis had lost");
                 Resync::Restored
             }
             Err(error) => {
-                tracing::warn!(%error, "restoring rules into redis failed");
+                tracing::warn!(%error, "restoring rules into redis failed; will retry");
                 Resync::Connect
             }
         }
@@ -391,18 +343,8 @@ impl Task {
 
     fn apply_message(&mut self, payload: &[u8]) -> Result<(), Resync> {
         let event = Event::decode(payload).map_err(|_| Resync::Decode)?;
-        let last = self.state.last_seq.load(Ordering::Acquire);
-        if event.seq <= last {
+        if !self.follower.on_event(&event, &self.denylist)? {
             return Ok(());
-        }
-        if event.seq != last + 1 {
-            return Err(Resync::Gap);
-        }
-        match &event.change {
-            Change::Add(rule) => self.denylist.apply(rule),
-            Change::Remove(key) => {
-                self.denylist.remove(key);
-            }
         }
         self.state.last_seq.store(event.seq, Ordering::Release);
         if let Some(metrics) = &self.metrics {

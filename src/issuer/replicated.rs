@@ -12,13 +12,14 @@ use std::time::Duration;
 use prometheus::Registry;
 
 use super::{AppState, SetupError};
+use crate::clock;
 use crate::config::Config;
 use crate::denylist::Denylist;
 use crate::keys::KeySet;
 use crate::metrics::DenylistMetrics;
-use crate::store::redis::{
-    DEFAULT_TIMEOUT, RedisRevocationStore, RedisStore, RedisStoreError, expire_forever,
-};
+use crate::rule::{Rule, RuleKey};
+use crate::store::redis::{RedisStore, RedisStoreError, expire_forever};
+use crate::store::{RefreshUse, RevocationStore, StoreError, StoreFuture};
 use crate::subscriber::{Subscriber, SubscriberConfig};
 
 /// How often expired rules are swept out of Redis.
@@ -28,11 +29,11 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplicationError {
-    /// `store.redis_url` is not a Redis URL.
-    #[error("store.redis_url: {0}")]
-    Url(#[from] redis::RedisError),
-    /// The store could not be built.
-    #[error(transparent)]
+    /// `[store]` names no Redis topology.
+    #[error("store: no redis_url, sentinels or cluster configured")]
+    NoRedis,
+    /// The store could not be built (a URL that is not a Redis URL).
+    #[error("store: {0}")]
     Store(#[from] RedisStoreError),
     /// The issuer itself could not be set up.
     #[error(transparent)]
@@ -57,22 +58,21 @@ impl Drop for Replication {
     }
 }
 
-/// Builds the issuer's state on the Redis at `url`; readiness requires the
-/// denylist proved in sync within `staleness_bound`. Must run inside a tokio
-/// runtime. Does not wait for Redis: tokens are issued while it is down.
+/// Builds the issuer's state on the Redis topology of `config.store`;
+/// readiness requires the denylist proved in sync within `staleness_bound`.
+/// Must run inside a tokio runtime. Does not wait for Redis: tokens are
+/// issued while it is down.
 pub fn on_redis(
     config: Config,
     keys: KeySet,
-    url: &str,
     staleness_bound: Duration,
 ) -> Result<(AppState, Replication), ReplicationError> {
-    let client = redis::Client::open(url)?;
-    let store = RedisStore::new(client.clone(), &config.store.prefix, DEFAULT_TIMEOUT)?;
+    let topology = config.store.topology().ok_or(ReplicationError::NoRedis)?;
+    let store = RedisStore::new(topology, config.store.options())?;
     let denylist = Denylist::listing();
     let registry = Registry::new();
     let metrics = DenylistMetrics::register(&registry, &denylist)?;
     let subscriber = Subscriber::spawn(
-        client,
         store.clone(),
         denylist.clone(),
         SubscriberConfig {
@@ -92,4 +92,97 @@ pub fn on_redis(
             sweeper,
         },
     ))
+}
+
+// === impl RedisRevocationStore ===
+
+/// The issuer's [`RevocationStore`] on Redis: every change goes through a
+/// script, and only once Redis took it is it applied to the issuer's own
+/// denylist (so introspection at this issuer sees it at once, and the rule
+/// can be restored should Redis lose it). The subscriber brings in every
+/// other issuer's changes.
+///
+/// Readiness ([`RevocationStore::ping`]) needs Redis to answer and, when a
+/// subscriber is attached, the denylist to have proved in sync within the
+/// staleness bound.
+#[derive(Clone, Debug)]
+pub struct RedisRevocationStore {
+    store: RedisStore,
+    denylist: Denylist,
+    subscriber: Option<(Subscriber, Duration)>,
+}
+
+impl RedisRevocationStore {
+    /// A store writing through `store` and applying to `denylist`.
+    pub fn new(store: RedisStore, denylist: Denylist) -> RedisRevocationStore {
+        RedisRevocationStore {
+            store,
+            denylist,
+            subscriber: None,
+        }
+    }
+
+    /// Makes readiness also require `subscriber` fresh within `bound`.
+    pub fn with_subscriber(
+        mut self,
+        subscriber: Subscriber,
+        bound: Duration,
+    ) -> RedisRevocationStore {
+        self.subscriber = Some((subscriber, bound));
+        self
+    }
+}
+
+impl RevocationStore for RedisRevocationStore {
+    fn revoke(&self, rule: Rule) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let (_, merged) = self.store.revoke(&rule, clock::now_millis()).await?;
+            self.denylist.apply(&merged);
+            Ok(())
+        })
+    }
+
+    fn remove<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let (_, held) = self.store.remove(key, clock::now_millis()).await?;
+            // After a fork only this denylist may still hold the rule.
+            let held_here = self.denylist.remove(key);
+            Ok(held || held_here)
+        })
+    }
+
+    fn get<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, Option<Rule>> {
+        Box::pin(async move {
+            let rule = self.store.get(key).await?;
+            Ok(rule.filter(|rule| rule.is_live(clock::now_secs())))
+        })
+    }
+
+    fn mark_refresh_used<'a>(&'a self, jti: &'a str, ttl: Duration) -> StoreFuture<'a, RefreshUse> {
+        Box::pin(async move {
+            Ok(match self.store.mark_refresh_used(jti, ttl).await? {
+                true => RefreshUse::First,
+                false => RefreshUse::Reused,
+            })
+        })
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.store.seq().await?;
+            if let Some((subscriber, bound)) = &self.subscriber
+                && !subscriber.is_fresh(*bound)
+            {
+                let staleness = subscriber.staleness();
+                return Err(StoreError::Unavailable(if staleness == Duration::MAX {
+                    "denylist not yet in sync with redis".to_owned()
+                } else {
+                    format!(
+                        "denylist not proved in sync with redis for {staleness:?} (bound {bound:?})"
+                    )
+                }));
+            }
+            Ok(())
+        })
+    }
 }

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::rule::{Rule, RuleKey};
 
+mod link;
 pub mod memory;
 pub mod redis;
 

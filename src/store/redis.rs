@@ -1,5 +1,6 @@
-//! The Redis side of replication: rules, expiry, seq and events under one
-//! hash tag, each change one Lua script (`store/lua/`).
+//! The Redis side of replication: rules, expiry, seq, the history's head and
+//! log, and events under one hash tag, each change one Lua script
+//! (`store/lua/`).
 //!
 //! Layout (prefix `revokd` by default; the braces make every key hash to one
 //! Redis Cluster slot, so the scripts run on Cluster too):
@@ -9,29 +10,30 @@
 //! | `{revokd}:rules` | HASH | rule key → `<revoked_before or all>:<expires_at>` |
 //! | `{revokd}:expiry` | ZSET | rule key → expires_at |
 //! | `{revokd}:seq` | STRING | the seq of the last event |
-//! | `{revokd}:epoch` | STRING | random id of this Redis dataset's lifetime |
+//! | `{revokd}:head` | STRING | the history's head after it (40 hex digits) |
+//! | `{revokd}:log` | LIST | the last [`HISTORY_WINDOW`] events, oldest first |
 //! | `{revokd}:used:<jti>` | STRING | a retired refresh token, until it expires |
 //! | `{revokd}:events` | channel | `revokd.v1.RevocationEvent` protobuf messages |
 //!
-//! The epoch key lets every process notice a Redis that came back empty (a
-//! restart without persistence, a failover to a replica that lost writes):
-//! its epoch is gone or different.
+//! The head and the log let every process tell a dataset that came back
+//! older (an RDB restart, a failover to a replica that missed writes) from
+//! the one it followed: see [`crate::follow`].
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
-use redis::{AsyncCommands, Script};
+use redis::{AsyncCommands, FromRedisValue, Script, Value};
 
-use super::{RefreshUse, RevocationStore, StoreError, StoreFuture};
-use crate::clock;
-use crate::denylist::Denylist;
-use crate::event::Snapshot;
+use crate::event::{Event, Head};
+use crate::follow::{HISTORY_WINDOW, SyncReply};
 use crate::rule::{RevokedBefore, Rule, RuleKey};
-use crate::subscriber::Subscriber;
 
-/// The latest `expires_at` stored (2106-02-07, the denylist's limit too): a
-/// rule meant to stand until re-approved is kept until then. Lua's numbers
-/// are doubles, so larger values would not survive the script anyway.
+use super::link::{Connection, Link};
+pub use super::link::{Topology, TopologyError};
+
+/// The latest `expires_at` (and `revoked_before`) stored: 2106-02-07, the
+/// denylist's limit too. A rule meant to stand until re-approved is kept
+/// until then; a bound past it revokes every token there can be, like `all`.
+/// Well below 2^53, so Lua's doubles hold every stored number exactly.
 pub const LATEST_EXPIRY: u64 = u32::MAX as u64;
 
 /// Default bound on one Redis call: a revocation that cannot be stored by
@@ -51,6 +53,22 @@ pub enum RedisStoreError {
     /// Redis holds data revokd cannot read (a stored rule in a bad format).
     #[error("malformed data in redis: {0}")]
     Corrupt(String),
+    /// The change was made on the master, but fewer replicas than
+    /// `replica_acks` confirmed it within `replica_ack_timeout`. It may still
+    /// reach them; a retry is harmless (rules merge).
+    #[error("only {acked} of {wanted} replicas confirmed the write in time")]
+    NotReplicated {
+        /// Replicas that confirmed.
+        acked: u64,
+        /// Replicas required.
+        wanted: u64,
+    },
+}
+
+impl From<RedisStoreError> for super::StoreError {
+    fn from(error: RedisStoreError) -> Self {
+        super::StoreError::Unavailable(error.to_string())
+    }
 }
 
 impl From<redis::ParsingError> for RedisStoreError {
@@ -68,8 +86,10 @@ pub struct Keys {
     pub expiry: String,
     /// `{prefix}:seq`
     pub seq: String,
-    /// `{prefix}:epoch`
-    pub epoch: String,
+    /// `{prefix}:head`
+    pub head: String,
+    /// `{prefix}:log`
+    pub log: String,
     /// `{prefix}:used:` (followed by a refresh token's jti)
     pub used: String,
     /// `{prefix}:events`
@@ -84,15 +104,53 @@ impl Keys {
             rules: format!("{tag}:rules"),
             expiry: format!("{tag}:expiry"),
             seq: format!("{tag}:seq"),
-            epoch: format!("{tag}:epoch"),
+            head: format!("{tag}:head"),
+            log: format!("{tag}:log"),
             used: format!("{tag}:used:"),
             channel: format!("{tag}:events"),
         }
     }
+
+    /// The keys a change script takes, in its `KEYS` order.
+    fn change(&self) -> [&str; 6] {
+        [
+            &self.rules,
+            &self.expiry,
+            &self.seq,
+            &self.channel,
+            &self.head,
+            &self.log,
+        ]
+    }
 }
 
-/// The scripts, loaded once and invoked by SHA (`EVALSHA`, reloaded by the
-/// redis crate after `NOSCRIPT`, e.g. when Redis restarted).
+/// How a store talks to Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Key prefix (`revokd`).
+    pub prefix: String,
+    /// Bound on one call.
+    pub timeout: Duration,
+    /// Replicas that must confirm a change (`WAIT`) before it is reported
+    /// done; 0 answers once the master took it.
+    pub replica_acks: u64,
+    /// How long `WAIT` waits for them.
+    pub replica_ack_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            prefix: "revokd".to_owned(),
+            timeout: DEFAULT_TIMEOUT,
+            replica_acks: 0,
+            replica_ack_timeout: Duration::from_millis(250),
+        }
+    }
+}
+
+/// The scripts, loaded once and invoked by SHA (`EVALSHA`, reloaded after
+/// `NOSCRIPT`, e.g. when Redis restarted or a replica was promoted).
 struct Scripts {
     revoke: Script,
     remove: Script,
@@ -100,58 +158,56 @@ struct Scripts {
     expire: Script,
 }
 
-/// A handle on revokd's data in one Redis. Cheap to clone: the connection
-/// is multiplexed and reconnects on its own.
+/// A handle on revokd's data in one Redis topology. Cheap to clone: the
+/// connection is multiplexed and follows reconnects and failovers.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    link: Link,
     keys: std::sync::Arc<Keys>,
     scripts: std::sync::Arc<Scripts>,
-    timeout: Duration,
+    options: std::sync::Arc<StoreOptions>,
+    topology: std::sync::Arc<Topology>,
 }
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisStore")
+            .field("topology", &self.topology.to_string())
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
 }
 
-/// A snapshot with the epoch of the dataset it was read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EpochSnapshot {
-    /// The rules and their seq.
-    pub snapshot: Snapshot,
-    /// The dataset's epoch, `None` when Redis has none (new or emptied).
-    pub epoch: Option<String>,
-}
-
 impl RedisStore {
-    /// A store on `client`'s Redis under `prefix`. Does not wait for Redis:
-    /// the connection is made lazily, so a process can start (and issue
-    /// tokens) while Redis is down.
-    pub fn new(
-        client: redis::Client,
-        prefix: &str,
-        timeout: Duration,
-    ) -> Result<RedisStore, RedisStoreError> {
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
+    /// A store on `topology`. Does not wait for Redis: connections are made
+    /// lazily, so a process can start (and issue tokens) while Redis is down.
+    pub fn new(topology: Topology, options: StoreOptions) -> Result<RedisStore, RedisStoreError> {
+        // A change waits for its WAIT too: bound the call by both.
+        let call_bound = options.timeout + options.replica_ack_timeout;
+        let with_chain = |body: &str| format!("{}\n{body}", include_str!("lua/chain.lua"));
         Ok(RedisStore {
-            connection: ConnectionManager::new_lazy_with_config(client, config)?,
-            keys: std::sync::Arc::new(Keys::new(prefix)),
+            link: Link::new(&topology, call_bound)?,
+            keys: std::sync::Arc::new(Keys::new(&options.prefix)),
             scripts: std::sync::Arc::new(Scripts {
-                revoke: Script::new(include_str!("lua/revoke.lua")),
-                remove: Script::new(include_str!("lua/remove.lua")),
+                revoke: Script::new(&with_chain(include_str!("lua/revoke.lua"))),
+                remove: Script::new(&with_chain(include_str!("lua/remove.lua"))),
                 snapshot: Script::new(include_str!("lua/snapshot.lua")),
                 expire: Script::new(include_str!("lua/expire.lua")),
             }),
-            timeout,
+            options: std::sync::Arc::new(options),
+            topology: std::sync::Arc::new(topology),
         })
+    }
+
+    /// A store on one Redis server at `url` with default options under `prefix`.
+    pub fn single(url: &str, prefix: &str) -> Result<RedisStore, RedisStoreError> {
+        RedisStore::new(
+            Topology::Single(url.to_owned()),
+            StoreOptions {
+                prefix: prefix.to_owned(),
+                ..StoreOptions::default()
+            },
+        )
     }
 
     /// The key names this store uses.
@@ -159,8 +215,14 @@ impl RedisStore {
         &self.keys
     }
 
+    /// Where this store's Redis is.
+    pub fn topology(&self) -> &Topology {
+        &self.topology
+    }
+
     /// Stores and publishes a rule (merged with the one held); returns the
-    /// event's seq and the merged rule. Only an `Ok` means Redis took it.
+    /// event's seq and the merged rule. Only an `Ok` means Redis took it
+    /// (and, with `replica_acks`, that many replicas did).
     pub async fn revoke(
         &self,
         rule: &Rule,
@@ -168,22 +230,18 @@ impl RedisStore {
     ) -> Result<(u64, Rule), RedisStoreError> {
         let bound = match rule.revoked_before {
             RevokedBefore::All => "all".to_owned(),
-            RevokedBefore::IssuedAtOrBefore(iat) => iat.to_string(),
+            RevokedBefore::IssuedAtOrBefore(iat) => iat.min(LATEST_EXPIRY).to_string(),
         };
-        let mut invocation = self.scripts.revoke.prepare_invoke();
-        invocation
-            .key(&self.keys.rules)
-            .key(&self.keys.expiry)
-            .key(&self.keys.seq)
-            .key(&self.keys.channel)
-            .arg(rule.key.to_string())
-            .arg(bound)
-            .arg(rule.expires_at.min(LATEST_EXPIRY))
-            .arg(published_at_ms);
-        let mut connection = self.connection.clone();
-        let (seq, revoked_before, expires_at): (u64, String, u64) = self
-            .bounded(invocation.invoke_async(&mut connection))
-            .await?;
+        let args = [
+            rule.key.to_string(),
+            bound,
+            rule.expires_at.min(LATEST_EXPIRY).to_string(),
+            published_at_ms.to_string(),
+            HISTORY_WINDOW.to_string(),
+        ];
+        let reply = self.change(&self.scripts.revoke, &args).await?;
+        let (seq, revoked_before, expires_at): (u64, String, u64) =
+            FromRedisValue::from_redis_value(reply)?;
         let merged = Rule {
             key: rule.key.clone(),
             revoked_before: parse_bound(&revoked_before)?,
@@ -192,31 +250,78 @@ impl RedisStore {
         Ok((seq, merged))
     }
 
-    /// Deletes and publishes the removal of a rule; returns the event's seq,
-    /// or `None` when Redis held no such rule.
+    /// Deletes a rule and publishes the removal (also when this dataset held
+    /// no such rule: a subscriber may); returns the event's seq and whether
+    /// Redis held the rule.
     pub async fn remove(
         &self,
         key: &RuleKey,
         published_at_ms: u64,
-    ) -> Result<Option<u64>, RedisStoreError> {
-        let mut invocation = self.scripts.remove.prepare_invoke();
-        invocation
-            .key(&self.keys.rules)
-            .key(&self.keys.expiry)
-            .key(&self.keys.seq)
-            .key(&self.keys.channel)
-            .arg(key.to_string())
-            .arg(published_at_ms);
-        let mut connection = self.connection.clone();
-        let seq: u64 = self
-            .bounded(invocation.invoke_async(&mut connection))
-            .await?;
-        Ok((seq != 0).then_some(seq))
+    ) -> Result<(u64, bool), RedisStoreError> {
+        let args = [
+            key.to_string(),
+            published_at_ms.to_string(),
+            HISTORY_WINDOW.to_string(),
+        ];
+        let reply = self.change(&self.scripts.remove, &args).await?;
+        let (seq, held): (u64, u64) = FromRedisValue::from_redis_value(reply)?;
+        Ok((seq, held != 0))
+    }
+
+    /// Runs a change script, then `WAIT` on the same connection when
+    /// replicas must confirm it.
+    async fn change(&self, script: &Script, args: &[String]) -> Result<Value, RedisStoreError> {
+        let keys = self.keys.change();
+        let acks = self.options.replica_acks;
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(script.get_hash())
+            .arg(keys.len())
+            .arg(&keys[..])
+            .arg(args);
+        if acks > 0 {
+            let wait_ms = u64::try_from(self.options.replica_ack_timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1);
+            pipe.cmd("WAIT").arg(acks).arg(wait_ms);
+        }
+        let mut connection = self.connection().await?;
+        let first = self
+            .bounded(pipe.query_async::<Vec<Value>>(&mut connection))
+            .await;
+        let replies = match first {
+            Err(RedisStoreError::Redis(error))
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                self.bounded(script.load_async(&mut connection)).await?;
+                self.bounded(pipe.query_async::<Vec<Value>>(&mut connection))
+                    .await?
+            }
+            other => other?,
+        };
+        let mut replies = replies.into_iter();
+        let reply = replies
+            .next()
+            .ok_or_else(|| RedisStoreError::Corrupt("empty script reply".into()))?;
+        if acks > 0 {
+            let acked = replies
+                .next()
+                .map(u64::from_redis_value)
+                .transpose()?
+                .unwrap_or(0);
+            if acked < acks {
+                return Err(RedisStoreError::NotReplicated {
+                    acked,
+                    wanted: acks,
+                });
+            }
+        }
+        Ok(reply)
     }
 
     /// The rule Redis holds for `key`, if any.
     pub async fn get(&self, key: &RuleKey) -> Result<Option<Rule>, RedisStoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let value: Option<String> = self
             .bounded(connection.hget(&self.keys.rules, key.to_string()))
             .await?;
@@ -233,7 +338,7 @@ impl RedisStore {
         jti: &str,
         ttl: Duration,
     ) -> Result<bool, RedisStoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let set: Option<String> = self
             .bounded(
@@ -258,71 +363,89 @@ impl RedisStore {
             .key(&self.keys.expiry)
             .arg(now)
             .arg(limit);
-        let mut connection = self.connection.clone();
+        let mut connection = self.connection().await?;
         self.bounded(invocation.invoke_async(&mut connection)).await
     }
 
-    /// Every rule with the seq it is consistent with and the dataset's epoch,
-    /// read atomically.
-    pub async fn snapshot(&self) -> Result<EpochSnapshot, RedisStoreError> {
+    /// Every rule with the seq and head they are consistent with, and the
+    /// log a follower at `position` needs (none before its first sync), read
+    /// atomically. A rule Redis holds in a bad format is skipped and logged:
+    /// one bad entry never hides the others.
+    pub async fn snapshot(
+        &self,
+        position: Option<(u64, Head)>,
+    ) -> Result<SyncReply, RedisStoreError> {
         let mut invocation = self.scripts.snapshot.prepare_invoke();
         invocation
             .key(&self.keys.rules)
             .key(&self.keys.seq)
-            .key(&self.keys.epoch);
-        let mut connection = self.connection.clone();
-        let reply: Vec<redis::Value> = self
+            .key(&self.keys.head)
+            .key(&self.keys.log);
+        match position {
+            Some((seq, head)) => invocation.arg(seq).arg(head.to_hex()),
+            None => invocation.arg("none").arg(""),
+        };
+        let mut connection = self.connection().await?;
+        let reply: Vec<Value> = self
             .bounded(invocation.invoke_async(&mut connection))
             .await?;
         parse_snapshot(reply)
     }
 
-    /// The seq of the last event Redis published (0 when none).
-    pub async fn seq(&self) -> Result<u64, RedisStoreError> {
-        let mut connection = self.connection.clone();
-        let seq: Option<u64> = self.bounded(connection.get(&self.keys.seq)).await?;
-        Ok(seq.unwrap_or(0))
-    }
-
-    /// The dataset's epoch, creating one if Redis has none. Returns the epoch
-    /// and whether this call created it.
-    pub async fn ensure_epoch(&self) -> Result<(String, bool), RedisStoreError> {
-        let mut connection = self.connection.clone();
-        let fresh = random_epoch();
-        let created: Option<String> = self
+    /// The seq of the last event Redis took and the head after it, read
+    /// together.
+    pub async fn position(&self) -> Result<(u64, Head), RedisStoreError> {
+        let mut connection = self.connection().await?;
+        let (seq, head): (Option<u64>, Option<String>) = self
             .bounded(
-                redis::cmd("SET")
-                    .arg(&self.keys.epoch)
-                    .arg(&fresh)
-                    .arg("NX")
+                redis::cmd("MGET")
+                    .arg(&self.keys.seq)
+                    .arg(&self.keys.head)
                     .query_async(&mut connection),
             )
             .await?;
-        if created.is_some() {
-            return Ok((fresh, true));
+        let head = Head::parse(head.as_deref().unwrap_or_default())
+            .map_err(|error| RedisStoreError::Corrupt(format!("head: {error}")))?;
+        Ok((seq.unwrap_or(0), head))
+    }
+
+    /// The seq of the last event Redis published (0 when none).
+    pub async fn seq(&self) -> Result<u64, RedisStoreError> {
+        Ok(self.position().await?.0)
+    }
+
+    /// A client for a node whose subscription receives every event.
+    pub async fn pubsub_client(&self) -> Result<redis::Client, RedisStoreError> {
+        match self.bounded(self.link.pubsub_client()).await {
+            Ok(client) => Ok(client),
+            Err(error) => {
+                self.link.failed(None).await;
+                Err(error)
+            }
         }
-        let epoch: Option<String> = self.bounded(connection.get(&self.keys.epoch)).await?;
-        Ok((epoch.unwrap_or(fresh), false))
+    }
+
+    async fn connection(&self) -> Result<Connection, RedisStoreError> {
+        self.bounded(self.link.connection()).await
     }
 
     async fn bounded<T>(
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RedisStoreError> {
-        match tokio::time::timeout(self.timeout, call).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(RedisStoreError::Timeout(self.timeout)),
+        let bound = self.options.timeout + self.options.replica_ack_timeout;
+        match tokio::time::timeout(bound, call).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                self.link.failed(Some(&error)).await;
+                Err(error.into())
+            }
+            Err(_) => {
+                self.link.failed(None).await;
+                Err(RedisStoreError::Timeout(bound))
+            }
         }
     }
-}
-
-fn random_epoch() -> String {
-    let mut bytes = [0u8; 16];
-    // Without OS randomness, time still tells two lifetimes apart.
-    if getrandom::fill(&mut bytes).is_err() {
-        bytes[..16].copy_from_slice(&u128::from(crate::clock::now_millis()).to_le_bytes());
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse_bound(text: &str) -> Result<RevokedBefore, RedisStoreError> {
@@ -344,125 +467,44 @@ fn parse_rule(key: RuleKey, value: &str) -> Result<Rule, RedisStoreError> {
     })
 }
 
-fn parse_snapshot(reply: Vec<redis::Value>) -> Result<EpochSnapshot, RedisStoreError> {
-    use redis::FromRedisValue;
+fn parse_snapshot(reply: Vec<Value>) -> Result<SyncReply, RedisStoreError> {
     let mut values = reply.into_iter();
-    let (Some(seq), Some(epoch)) = (values.next(), values.next()) else {
+    let (Some(seq), Some(head), Some(log)) = (values.next(), values.next(), values.next()) else {
         return Err(RedisStoreError::Corrupt("short snapshot reply".into()));
     };
     let seq = u64::from_redis_value(seq)?;
-    let epoch = Option::<String>::from_redis_value(epoch)?;
+    let head = Head::parse(&String::from_redis_value(head)?)
+        .map_err(|error| RedisStoreError::Corrupt(format!("head: {error}")))?;
+    let log: Vec<Vec<u8>> = FromRedisValue::from_redis_value(log)?;
+    // One undecodable entry and the log proves nothing: the follower merges.
+    let log = log
+        .iter()
+        .map(|bytes| Event::decode(bytes))
+        .collect::<Result<Vec<_>, _>>()
+        .inspect_err(|error| tracing::warn!(%error, "undecodable event in the redis log"))
+        .ok();
     let mut rules = Vec::with_capacity(values.len() / 2);
     while let (Some(key), Some(value)) = (values.next(), values.next()) {
-        let key = String::from_redis_value(key)?;
-        let value = String::from_redis_value(value)?;
-        let key: RuleKey = key
-            .parse()
-            .map_err(|e| RedisStoreError::Corrupt(format!("rule key {key:?}: {e}")))?;
-        rules.push(parse_rule(key, &value)?);
+        match parse_entry(key, value) {
+            Ok(rule) => rules.push(rule),
+            Err(error) => tracing::warn!(%error, "skipped a malformed rule in redis"),
+        }
     }
-    Ok(EpochSnapshot {
-        snapshot: Snapshot { seq, rules },
-        epoch,
+    Ok(SyncReply {
+        seq,
+        head,
+        log,
+        rules,
     })
 }
 
-// === the issuer's store ===
-
-/// The issuer's [`RevocationStore`] on Redis: every change goes through a
-/// script, and only once Redis took it is it applied to the issuer's own
-/// denylist (so introspection at this issuer sees it at once, and the rule
-/// can be restored should Redis lose it). The subscriber brings in every
-/// other issuer's changes.
-///
-/// Readiness ([`RevocationStore::ping`]) needs Redis to answer and, when a
-/// subscriber is attached, the denylist to have proved in sync within the
-/// staleness bound.
-#[derive(Clone, Debug)]
-pub struct RedisRevocationStore {
-    store: RedisStore,
-    denylist: Denylist,
-    subscriber: Option<(Subscriber, Duration)>,
-}
-
-impl RedisRevocationStore {
-    /// A store writing through `store` and applying to `denylist`.
-    pub fn new(store: RedisStore, denylist: Denylist) -> RedisRevocationStore {
-        RedisRevocationStore {
-            store,
-            denylist,
-            subscriber: None,
-        }
-    }
-
-    /// Makes readiness also require `subscriber` fresh within `bound`.
-    pub fn with_subscriber(
-        mut self,
-        subscriber: Subscriber,
-        bound: Duration,
-    ) -> RedisRevocationStore {
-        self.subscriber = Some((subscriber, bound));
-        self
-    }
-}
-
-impl From<RedisStoreError> for StoreError {
-    fn from(error: RedisStoreError) -> Self {
-        StoreError::Unavailable(error.to_string())
-    }
-}
-
-impl RevocationStore for RedisRevocationStore {
-    fn revoke(&self, rule: Rule) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            let (_, merged) = self.store.revoke(&rule, clock::now_millis()).await?;
-            self.denylist.apply(&merged);
-            Ok(())
-        })
-    }
-
-    fn remove<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, bool> {
-        Box::pin(async move {
-            let removed = self.store.remove(key, clock::now_millis()).await?.is_some();
-            self.denylist.remove(key);
-            Ok(removed)
-        })
-    }
-
-    fn get<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, Option<Rule>> {
-        Box::pin(async move {
-            let rule = self.store.get(key).await?;
-            Ok(rule.filter(|rule| rule.is_live(clock::now_secs())))
-        })
-    }
-
-    fn mark_refresh_used<'a>(&'a self, jti: &'a str, ttl: Duration) -> StoreFuture<'a, RefreshUse> {
-        Box::pin(async move {
-            Ok(match self.store.mark_refresh_used(jti, ttl).await? {
-                true => RefreshUse::First,
-                false => RefreshUse::Reused,
-            })
-        })
-    }
-
-    fn ping(&self) -> StoreFuture<'_, ()> {
-        Box::pin(async move {
-            self.store.seq().await?;
-            if let Some((subscriber, bound)) = &self.subscriber
-                && !subscriber.is_fresh(*bound)
-            {
-                let staleness = subscriber.staleness();
-                return Err(StoreError::Unavailable(if staleness == Duration::MAX {
-                    "denylist not yet in sync with redis".to_owned()
-                } else {
-                    format!(
-                        "denylist not proved in sync with redis for {staleness:?} (bound {bound:?})"
-                    )
-                }));
-            }
-            Ok(())
-        })
-    }
+fn parse_entry(key: Value, value: Value) -> Result<Rule, RedisStoreError> {
+    let key = String::from_redis_value(key)?;
+    let value = String::from_redis_value(value)?;
+    let key: RuleKey = key
+        .parse()
+        .map_err(|e| RedisStoreError::Corrupt(format!("rule key {key:?}: {e}")))?;
+    parse_rule(key, &value)
 }
 
 /// Sweeps expired rules out of Redis every `interval`, until dropped. Many
@@ -473,7 +515,7 @@ pub async fn expire_forever(store: RedisStore, interval: Duration) {
         ticker.tick().await;
         // Batches of 1000 keep each script call short; loop while full.
         loop {
-            match store.expire(clock::now_secs(), 1000).await {
+            match store.expire(crate::clock::now_secs(), 1000).await {
                 Ok(1000) => continue,
                 Ok(_) => break,
                 Err(error) => {

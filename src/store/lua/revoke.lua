@@ -1,21 +1,11 @@
--- Adds or merges one rule and publishes it, atomically.
--- KEYS: rules (HASH), expiry (ZSET), seq (counter), channel
+-- Adds or merges one rule and appends the ADD event, atomically.
+-- KEYS: rules (HASH), expiry (ZSET), seq, channel, head, log
 -- ARGV: rule key, revoked_before ("all" or iat seconds), expires_at (seconds),
---       published_at_ms
+--       published_at_ms, log length
 -- Returns: {seq, revoked_before, expires_at} of the merged rule.
 -- A stored rule is "<revoked_before>:<expires_at>", revoked_before being
--- "all" or iat seconds. Numbers stay below 2^53, exact in Lua's doubles.
-
-local function varint(n)
-  local out = {}
-  repeat
-    local byte = n % 128
-    n = math.floor(n / 128)
-    if n > 0 then byte = byte + 128 end
-    out[#out + 1] = string.char(byte)
-  until n == 0
-  return table.concat(out)
-end
+-- "all" or iat seconds. Numbers stay below 2^53, exact in Lua's doubles, and
+-- are printed with %d, never tostring (which would write 1e+14).
 
 local key = ARGV[1]
 local revoked_before = ARGV[2]
@@ -26,21 +16,20 @@ if held then
   if held_before == 'all' or revoked_before == 'all' then
     revoked_before = 'all'
   else
-    revoked_before = tostring(math.max(tonumber(held_before), tonumber(revoked_before)))
+    revoked_before = string.format('%d', math.max(tonumber(held_before) or 0, tonumber(revoked_before)))
   end
-  expires_at = math.max(tonumber(held_expires), expires_at)
+  expires_at = math.max(tonumber(held_expires) or 0, expires_at)
 end
 redis.call('HSET', KEYS[1], key, revoked_before .. ':' .. string.format('%d', expires_at))
 redis.call('ZADD', KEYS[2], expires_at, key)
-local seq = redis.call('INCR', KEYS[3])
 
--- revokd.v1.RevocationEvent, op ADD
-local event = '\8' .. varint(seq) .. '\16\1' .. '\26' .. varint(#key) .. key
+-- op ADD = 1, key = 3, revoked_before = 4 or all = 7, expires_at = 5, published_at_ms = 6
+local body = '\16\1' .. string_field('\26', key)
 if revoked_before == 'all' then
-  event = event .. '\56\1'
+  body = body .. '\56\1'
 else
-  event = event .. '\32' .. varint(tonumber(revoked_before))
+  body = body .. '\32' .. varint(tonumber(revoked_before))
 end
-event = event .. '\40' .. varint(expires_at) .. '\48' .. varint(tonumber(ARGV[4]))
-redis.call('PUBLISH', KEYS[4], event)
+body = body .. '\40' .. varint(expires_at) .. '\48' .. varint(tonumber(ARGV[4]))
+local seq = append(body, tonumber(ARGV[5]))
 return {seq, revoked_before, string.format('%d', expires_at)}

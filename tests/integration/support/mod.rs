@@ -146,9 +146,10 @@ pub async fn start_on_redis(
     redis_url: &str,
 ) -> (Server, issuer::replicated::Replication) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = config(issuer);
+    config.store.redis_url = Some(redis_url.to_owned());
     let (state, replication) =
-        issuer::replicated::on_redis(config(issuer), keys, redis_url, Duration::from_secs(2))
-            .unwrap();
+        issuer::replicated::on_redis(config, keys, Duration::from_secs(2)).unwrap();
     (serve(listener, state), replication)
 }
 

@@ -1,0 +1,354 @@
+//! Where revokd's Redis is and how to reach it: one server, a master
+//! monitored by Redis Sentinel, or a Redis Cluster. A [`Link`] hands out a
+//! connection to whichever node holds revokd's keys now and follows
+//! failovers; [`Link::pubsub`] opens a subscription on a node that receives
+//! revokd's events.
+//!
+//! - **Single**: a [`ConnectionManager`] that reconnects by itself.
+//! - **Sentinel**: the master's address is asked of the sentinels, again at
+//!   most every [`SENTINEL_RECHECK`] and at once after an error that means
+//!   the node is gone or no longer master (I/O, timeout, `READONLY`), so a
+//!   failover (`+switch-master`) is followed within a second, and a demoted
+//!   master is left even while it still answers reads.
+//! - **Cluster**: redis-rs's cluster connection, which routes every command
+//!   to the master of revokd's one hash slot and follows `MOVED`, `ASK` and
+//!   failovers. Events are published with plain `PUBLISH`, which a cluster
+//!   broadcasts to every node, so a subscription on any node sees them all;
+//!   a node that dies drops the subscription, which makes the subscriber
+//!   resync on another.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Value};
+use tokio::sync::Mutex;
+
+/// How often a Sentinel link asks again which node is master.
+pub(crate) const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
+
+/// Where revokd's Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Topology {
+    /// One Redis server (`redis://` or `rediss://` URL).
+    Single(String),
+    /// A master found through Redis Sentinel.
+    Sentinel {
+        /// Sentinel URLs (`redis://host:26379`).
+        sentinels: Vec<String>,
+        /// The monitored master's name.
+        master: String,
+    },
+    /// A Redis Cluster, by some of its nodes.
+    Cluster(Vec<String>),
+}
+
+/// Why settings do not name one Redis topology.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TopologyError {
+    /// None of the three is given.
+    #[error("no redis topology: give a redis URL, sentinels with a master name, or cluster nodes")]
+    Missing,
+    /// More than one is given.
+    #[error("name one redis topology: a redis URL, sentinels or cluster nodes")]
+    Several,
+    /// Sentinels without a master name, or a master name without sentinels.
+    #[error("sentinels and the sentinel master name go together")]
+    SentinelMaster,
+}
+
+impl Topology {
+    /// The one topology named by these settings (a config file's `[store]`,
+    /// or a command line's `--redis`, `--sentinel` + `--sentinel-master`,
+    /// `--cluster`).
+    pub fn from_parts(
+        redis_url: Option<String>,
+        sentinels: Vec<String>,
+        sentinel_master: Option<String>,
+        cluster: Vec<String>,
+    ) -> Result<Topology, TopologyError> {
+        if sentinels.is_empty() != sentinel_master.is_none() {
+            return Err(TopologyError::SentinelMaster);
+        }
+        match (redis_url, sentinel_master, cluster.is_empty()) {
+            (Some(url), None, true) => Ok(Topology::Single(url)),
+            (None, Some(master), true) => Ok(Topology::Sentinel { sentinels, master }),
+            (None, None, false) => Ok(Topology::Cluster(cluster)),
+            (None, None, true) => Err(TopologyError::Missing),
+            _ => Err(TopologyError::Several),
+        }
+    }
+}
+
+impl std::fmt::Display for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Topology::Single(url) => write!(f, "redis {}", redact(url)),
+            Topology::Sentinel { sentinels, master } => {
+                write!(
+                    f,
+                    "sentinel master {master:?} via {} sentinels",
+                    sentinels.len()
+                )
+            }
+            Topology::Cluster(seeds) => write!(f, "cluster via {} seed nodes", seeds.len()),
+        }
+    }
+}
+
+/// A URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// One connection to the node that holds revokd's keys, of whichever kind
+/// the topology needs. Cheap to clone (all three multiplex).
+#[derive(Clone)]
+pub(crate) enum Connection {
+    /// Single.
+    Manager(ConnectionManager),
+    /// Sentinel's current master.
+    Multiplexed(MultiplexedConnection),
+    /// Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Manager(c) => c.req_packed_command(cmd),
+            Connection::Multiplexed(c) => c.req_packed_command(cmd),
+            Connection::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Manager(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Multiplexed(c) => c.req_packed_commands(pipeline, offset, count),
+            Connection::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Manager(c) => c.get_db(),
+            Connection::Multiplexed(c) => c.get_db(),
+            Connection::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// A handle on the Redis of a [`Topology`]. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Link {
+    inner: Arc<Inner>,
+}
+
+enum Inner {
+    Single {
+        client: redis::Client,
+        connection: ConnectionManager,
+    },
+    Sentinel {
+        sentinel: Mutex<redis::sentinel::Sentinel>,
+        master: String,
+        current: Mutex<Option<Resolved>>,
+        timeout: Duration,
+    },
+    Cluster {
+        client: redis::cluster::ClusterClient,
+        seeds: Vec<String>,
+        current: Mutex<Option<ClusterConnection>>,
+    },
+}
+
+/// The master a Sentinel link last resolved.
+struct Resolved {
+    client: redis::Client,
+    connection: MultiplexedConnection,
+    at: Instant,
+}
+
+impl Link {
+    /// A link to `topology` whose calls are bounded by `timeout`. Connects
+    /// lazily: nothing is dialled until the first call.
+    pub(crate) fn new(topology: &Topology, timeout: Duration) -> redis::RedisResult<Link> {
+        let inner = match topology {
+            Topology::Single(url) => {
+                let client = redis::Client::open(url.as_str())?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1));
+                let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+                Inner::Single { client, connection }
+            }
+            Topology::Sentinel { sentinels, master } => Inner::Sentinel {
+                sentinel: Mutex::new(redis::sentinel::Sentinel::build(sentinels.clone())?),
+                master: master.clone(),
+                current: Mutex::new(None),
+                timeout,
+            },
+            Topology::Cluster(seeds) => Inner::Cluster {
+                client: redis::cluster::ClusterClient::builder(seeds.clone())
+                    .connection_timeout(timeout)
+                    .response_timeout(timeout)
+                    .retries(2)
+                    .build()?,
+                seeds: seeds.clone(),
+                current: Mutex::new(None),
+            },
+        };
+        Ok(Link {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// A connection to the node that holds revokd's keys now.
+    pub(crate) async fn connection(&self) -> redis::RedisResult<Connection> {
+        match &*self.inner {
+            Inner::Single { connection, .. } => Ok(Connection::Manager(connection.clone())),
+            Inner::Sentinel {
+                sentinel,
+                master,
+                current,
+                timeout,
+            } => {
+                let mut current = current.lock().await;
+                if let Some(resolved) = current.as_ref()
+                    && resolved.at.elapsed() < SENTINEL_RECHECK
+                {
+                    return Ok(Connection::Multiplexed(resolved.connection.clone()));
+                }
+                let client = sentinel.lock().await.async_master_for(master, None).await?;
+                let same = current.as_ref().filter(|held| {
+                    held.client.get_connection_info().addr() == client.get_connection_info().addr()
+                });
+                let connection = match same {
+                    Some(held) => held.connection.clone(),
+                    None => {
+                        if current.is_some() {
+                            tracing::warn!(master = %master, "sentinel named a new master: following it");
+                        }
+                        let config = redis::AsyncConnectionConfig::new()
+                            .set_connection_timeout(Some(*timeout))
+                            .set_response_timeout(Some(*timeout));
+                        client
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await?
+                    }
+                };
+                *current = Some(Resolved {
+                    client,
+                    connection: connection.clone(),
+                    at: Instant::now(),
+                });
+                Ok(Connection::Multiplexed(connection))
+            }
+            Inner::Cluster {
+                client, current, ..
+            } => {
+                let mut current = current.lock().await;
+                if let Some(connection) = current.as_ref() {
+                    return Ok(Connection::Cluster(connection.clone()));
+                }
+                let connection = client.get_async_connection().await?;
+                *current = Some(connection.clone());
+                Ok(Connection::Cluster(connection))
+            }
+        }
+    }
+
+    /// Tells the link a call failed, so a Sentinel link asks for the master
+    /// again before the next call when the node is gone or was demoted.
+    pub(crate) async fn failed(&self, error: Option<&redis::RedisError>) {
+        if let Inner::Sentinel { current, .. } = &*self.inner {
+            let node_gone = error.is_none_or(|error| {
+                error.is_io_error()
+                    || error.is_timeout()
+                    || error.is_connection_dropped()
+                    || error.is_connection_refusal()
+                    || error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly)
+            });
+            if node_gone {
+                *current.lock().await = None;
+            }
+        }
+    }
+
+    /// A client for a node whose subscription receives revokd's events: the
+    /// server, Sentinel's master, or any reachable cluster node (tried in
+    /// turn from the seeds and the nodes the cluster names).
+    pub(crate) async fn pubsub_client(&self) -> redis::RedisResult<redis::Client> {
+        match &*self.inner {
+            Inner::Single { client, .. } => Ok(client.clone()),
+            Inner::Sentinel {
+                sentinel, master, ..
+            } => sentinel.lock().await.async_master_for(master, None).await,
+            Inner::Cluster { seeds, .. } => {
+                let mut candidates = seeds.clone();
+                candidates.extend(self.cluster_nodes().await);
+                let mut last_error = None;
+                for url in candidates {
+                    let client = redis::Client::open(url.as_str())?;
+                    match client.get_multiplexed_async_connection().await {
+                        Ok(mut probe) => {
+                            let pong: redis::RedisResult<String> =
+                                redis::cmd("PING").query_async(&mut probe).await;
+                            if pong.is_ok() {
+                                return Ok(client);
+                            }
+                        }
+                        Err(error) => last_error = Some(error),
+                    }
+                }
+                Err(last_error.unwrap_or_else(|| {
+                    redis::RedisError::from((redis::ErrorKind::Io, "no cluster node reachable"))
+                }))
+            }
+        }
+    }
+
+    /// The `redis://` URLs of the nodes the cluster names now (empty when
+    /// none answers), so a subscription outlives the seeds.
+    async fn cluster_nodes(&self) -> Vec<String> {
+        let Ok(mut connection) = self.connection().await else {
+            return Vec::new();
+        };
+        let slots: redis::RedisResult<Value> = redis::cmd("CLUSTER")
+            .arg("SLOTS")
+            .query_async(&mut connection)
+            .await;
+        let mut urls = Vec::new();
+        if let Ok(Value::Array(ranges)) = slots {
+            for range in ranges {
+                let Value::Array(parts) = range else { continue };
+                for node in parts.into_iter().skip(2) {
+                    let Value::Array(fields) = node else { continue };
+                    let mut fields = fields.into_iter();
+                    if let (Some(host), Some(Value::Int(port))) = (fields.next(), fields.next()) {
+                        let host: Result<String, _> = redis::FromRedisValue::from_redis_value(host);
+                        if let Ok(host) = host {
+                            urls.push(format!("redis://{host}:{port}"));
+                        }
+                    }
+                }
+            }
+        }
+        urls
+    }
+}
