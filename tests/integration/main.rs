@@ -9,6 +9,12 @@ mod support;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 
+#[path = "../common/sentinel.rs"]
+mod sentinel;
+
+#[path = "../common/cluster.rs"]
+mod cluster;
+
 mod admin;
 mod cli;
 mod deploy;
@@ -22,3 +28,4 @@ mod replication;
 mod resource_server;
 mod revoke;
 mod token;
+mod topology_kit;
