@@ -134,6 +134,12 @@ pub struct DenylistMetrics {
     pub(crate) events_applied: IntCounter,
     /// `revokd_denylist_resyncs_total{reason}`
     pub(crate) resyncs: IntCounterVec,
+    /// `revokd_denylist_history_merges_total{relation}`: syncs that found
+    /// Redis on another history (it came back older or empty) and merged.
+    pub(crate) history_merges: IntCounterVec,
+    /// `revokd_denylist_restored_rules_total`: rules written back into a
+    /// Redis that had lost them.
+    pub(crate) restored_rules: IntCounter,
     /// `revokd_denylist_staleness_seconds`
     pub(crate) staleness: prometheus::Gauge,
     /// `revokd_denylist_propagation_seconds`
@@ -162,6 +168,19 @@ impl DenylistMetrics {
                 ),
                 &["reason"],
             )?,
+            history_merges: IntCounterVec::new(
+                Opts::new(
+                    "revokd_denylist_history_merges_total",
+                    "Syncs that found Redis on another history than the one followed \
+                     (restarted older or empty, a failover that lost writes), by how the \
+                     fork point was found (forked: from the log; unproven: not at all)",
+                ),
+                &["relation"],
+            )?,
+            restored_rules: IntCounter::new(
+                "revokd_denylist_restored_rules_total",
+                "Rules written back into a Redis that had lost them",
+            )?,
             staleness: prometheus::Gauge::new(
                 "revokd_denylist_staleness_seconds",
                 "Seconds since the denylist last proved it was in sync with Redis",
@@ -182,6 +201,8 @@ impl DenylistMetrics {
         };
         registry.register(Box::new(metrics.events_applied.clone()))?;
         registry.register(Box::new(metrics.resyncs.clone()))?;
+        registry.register(Box::new(metrics.history_merges.clone()))?;
+        registry.register(Box::new(metrics.restored_rules.clone()))?;
         registry.register(Box::new(metrics.staleness.clone()))?;
         registry.register(Box::new(metrics.propagation.clone()))?;
         registry.register(Box::new(metrics.redis_connected.clone()))?;

@@ -271,12 +271,19 @@ impl Task {
             .follower
             .on_sync(reply, &self.denylist, clock::now_secs());
         self.state.last_seq.store(seq, Ordering::Release);
-        match synced.relation {
-            Relation::First | Relation::Continued => {}
-            Relation::Forked | Relation::Unproven => tracing::warn!(
-                relation = ?synced.relation, seq, %head, to_restore = synced.restore.len(),
+        let merged = match synced.relation {
+            Relation::First | Relation::Continued => None,
+            Relation::Forked => Some("forked"),
+            Relation::Unproven => Some("unproven"),
+        };
+        if let Some(relation) = merged {
+            tracing::warn!(
+                relation, seq, %head, to_restore = synced.restore.len(),
                 "redis holds another history than this denylist followed: merged, nothing dropped"
-            ),
+            );
+            if let Some(metrics) = &self.metrics {
+                metrics.history_merges.with_label_values(&[relation]).inc();
+            }
         }
         if !synced.restore.is_empty() {
             // Close the subscription first: the restore publishes an event
@@ -332,6 +339,9 @@ impl Task {
         match result {
             Ok(()) => {
                 tracing::warn!(rules = count, "restored rules redis had lost");
+                if let Some(metrics) = &self.metrics {
+                    metrics.restored_rules.inc_by(count as u64);
+                }
                 Resync::Restored
             }
             Err(error) => {

@@ -158,13 +158,17 @@ impl RevocationStore for RedisRevocationStore {
         })
     }
 
-    fn mark_refresh_used<'a>(&'a self, jti: &'a str, ttl: Duration) -> StoreFuture<'a, RefreshUse> {
-        Box::pin(async move {
-            Ok(match self.store.mark_refresh_used(jti, ttl).await? {
-                true => RefreshUse::First,
-                false => RefreshUse::Reused,
-            })
-        })
+    fn claim_refresh<'a>(
+        &'a self,
+        jti: &'a str,
+        attempt: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, RefreshUse> {
+        Box::pin(async move { Ok(self.store.claim_refresh(jti, attempt, ttl).await?) })
+    }
+
+    fn confirm_refresh<'a>(&'a self, jti: &'a str, attempt: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move { Ok(self.store.confirm_refresh(jti, attempt).await?) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

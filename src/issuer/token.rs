@@ -156,8 +156,12 @@ async fn refresh(
         .collect();
     let scope = granted_scope(form.get("scope"), &allowed, &allowed)?;
     let ttl = Duration::from_secs(old.exp.saturating_sub(now).max(1));
-    match state.store.mark_refresh_used(&old.jti, ttl).await? {
-        RefreshUse::First => {}
+    // Claim, sign, confirm, answer (see `RefreshUse`): an attempt whose
+    // answer was lost before the confirm can be retried; one that was
+    // confirmed cannot.
+    let attempt = random_id()?;
+    match state.store.claim_refresh(&old.jti, &attempt, ttl).await? {
+        RefreshUse::First | RefreshUse::Retry => {}
         RefreshUse::Reused => {
             state.metrics.refresh_reuse_detected.inc();
             let rule = Rule {
@@ -179,14 +183,21 @@ async fn refresh(
     }
     // RFC 6749 §6: the new refresh token keeps the presented one's scope;
     // only the access token is narrowed.
-    issue(
+    let response = issue(
         state,
         client,
         &old.sub,
         scope,
         Some(old.scope.clone()),
         &old.sid,
-    )
+    )?;
+    if !state.store.confirm_refresh(&old.jti, &attempt).await? {
+        // A concurrent presentation of the same token took the claim over.
+        return Err(OAuthError::InvalidGrant(
+            "refresh token already being rotated by another request",
+        ));
+    }
+    Ok(response)
 }
 
 /// Signs an access token with `scope` (and a refresh token with

@@ -19,15 +19,25 @@ pub struct MemoryStore {
     used: Arc<Mutex<UsedMarkers>>,
 }
 
-/// Retired refresh-token jtis with the time their marker may go.
+/// Claimed refresh-token jtis: until when the marker stays, and the claim.
 ///
 /// A plain mutex: the critical section is one hash-map insert, and a refresh
 /// is rare next to the denylist reads, which take no lock here.
 #[derive(Default)]
 struct UsedMarkers {
-    expires: HashMap<String, u64>,
+    expires: HashMap<String, Marker>,
     /// Sweep expired markers when the map reaches this size.
     sweep_at: usize,
+}
+
+/// One claimed refresh token.
+struct Marker {
+    /// Seconds since the epoch when the marker may go.
+    until: u64,
+    /// The attempt holding the claim.
+    attempt: String,
+    /// Whether that attempt's rotation was answered.
+    confirmed: bool,
 }
 
 impl MemoryStore {
@@ -42,19 +52,37 @@ impl MemoryStore {
         }
     }
 
-    fn mark(&self, jti: &str, ttl: Duration, now: u64) -> RefreshUse {
+    fn claim(&self, jti: &str, attempt: &str, ttl: Duration, now: u64) -> RefreshUse {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
         let until = now.saturating_add(ttl.as_secs().max(1));
-        if used.expires.get(jti).is_some_and(|&expiry| expiry > now) {
-            return RefreshUse::Reused;
-        }
-        used.expires.insert(jti.to_owned(), until);
+        let found = match used.expires.get(jti).filter(|marker| marker.until > now) {
+            Some(marker) if marker.confirmed => return RefreshUse::Reused,
+            Some(_) => RefreshUse::Retry,
+            None => RefreshUse::First,
+        };
+        let marker = Marker {
+            until,
+            attempt: attempt.to_owned(),
+            confirmed: false,
+        };
+        used.expires.insert(jti.to_owned(), marker);
         if used.expires.len() >= used.sweep_at {
-            used.expires.retain(|_, &mut expiry| expiry > now);
+            used.expires.retain(|_, marker| marker.until > now);
             // Amortised: the next sweep waits until the map doubles.
             used.sweep_at = (used.expires.len() * 2).max(1024);
         }
-        RefreshUse::First
+        found
+    }
+
+    fn confirm(&self, jti: &str, attempt: &str) -> bool {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        match used.expires.get_mut(jti) {
+            Some(marker) if marker.attempt == attempt && !marker.confirmed => {
+                marker.confirmed = true;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -74,9 +102,19 @@ impl RevocationStore for MemoryStore {
         Box::pin(async move { Ok(rule) })
     }
 
-    fn mark_refresh_used<'a>(&'a self, jti: &'a str, ttl: Duration) -> StoreFuture<'a, RefreshUse> {
-        let seen = self.mark(jti, ttl, clock::now_secs());
-        Box::pin(async move { Ok(seen) })
+    fn claim_refresh<'a>(
+        &'a self,
+        jti: &'a str,
+        attempt: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, RefreshUse> {
+        let found = self.claim(jti, attempt, ttl, clock::now_secs());
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn confirm_refresh<'a>(&'a self, jti: &'a str, attempt: &'a str) -> StoreFuture<'a, bool> {
+        let confirmed = self.confirm(jti, attempt);
+        Box::pin(async move { Ok(confirmed) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {
@@ -110,22 +148,35 @@ mod tests {
     }
 
     #[test]
-    fn a_refresh_marker_is_first_once_then_reused_until_it_expires() {
+    fn a_confirmed_claim_is_reuse_until_it_expires() {
         let store = MemoryStore::new(Denylist::new());
         let ttl = Duration::from_secs(10);
-        assert_eq!(store.mark("j", ttl, 100), RefreshUse::First);
-        assert_eq!(store.mark("j", ttl, 105), RefreshUse::Reused);
-        assert_eq!(store.mark("j", ttl, 111), RefreshUse::First);
+        assert_eq!(store.claim("j", "a1", ttl, 100), RefreshUse::First);
+        assert!(store.confirm("j", "a1"));
+        assert!(!store.confirm("j", "a1"), "confirmed once");
+        assert_eq!(store.claim("j", "a2", ttl, 105), RefreshUse::Reused);
+        assert_eq!(store.claim("j", "a3", ttl, 111), RefreshUse::First);
+    }
+
+    #[test]
+    fn an_unconfirmed_claim_is_taken_over_by_a_retry_and_only_the_last_confirms() {
+        let store = MemoryStore::new(Denylist::new());
+        let ttl = Duration::from_secs(10);
+        assert_eq!(store.claim("j", "a1", ttl, 100), RefreshUse::First);
+        assert_eq!(store.claim("j", "a2", ttl, 101), RefreshUse::Retry);
+        assert!(!store.confirm("j", "a1"), "superseded");
+        assert!(store.confirm("j", "a2"));
+        assert_eq!(store.claim("j", "a3", ttl, 102), RefreshUse::Reused);
     }
 
     #[test]
     fn expired_markers_are_swept() {
         let store = MemoryStore::new(Denylist::new());
         for i in 0..1500 {
-            store.mark(&i.to_string(), Duration::from_secs(1), 0);
+            store.claim(&i.to_string(), "a", Duration::from_secs(1), 0);
         }
         for i in 1500..2100 {
-            store.mark(&i.to_string(), Duration::from_secs(1), 10);
+            store.claim(&i.to_string(), "a", Duration::from_secs(1), 10);
         }
         let used = store.used.lock().unwrap();
         assert!(used.expires.len() < 1100, "{}", used.expires.len());

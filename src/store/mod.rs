@@ -34,12 +34,23 @@ pub enum StoreError {
     Unavailable(String),
 }
 
-/// What [`RevocationStore::mark_refresh_used`] found.
+/// What [`RevocationStore::claim_refresh`] found.
+///
+/// Rotation is two steps, so that a refresh whose answer was lost can be
+/// retried without looking like theft: *claim* the presented token (it is
+/// retired from then on), sign the new tokens, *confirm* the claim, answer.
+/// A token claimed but never confirmed handed out nothing: presenting it
+/// again is a retry and takes the claim over. A confirmed token presented
+/// again is reuse. Of concurrent attempts only the last claim can confirm,
+/// so one refresh token yields at most one answered rotation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefreshUse {
-    /// The refresh token had not been used: it is now retired.
+    /// The refresh token had not been used: it is now claimed.
     First,
-    /// It had been used before: reuse, the session must die.
+    /// An earlier attempt claimed it and never answered (a 503, a dropped
+    /// connection, Redis paused): this attempt took the claim over.
+    Retry,
+    /// A rotation with it was answered before: reuse, the session must die.
     Reused,
 }
 
@@ -54,11 +65,20 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// The live rule for a key, if any.
     fn get<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, Option<Rule>>;
 
-    /// Retires a refresh token's `jti` and says whether it was already
-    /// retired. Atomic: of two concurrent calls for one `jti`, exactly one
-    /// sees [`RefreshUse::First`]. The marker is kept for `ttl` (the token's
-    /// remaining lifetime).
-    fn mark_refresh_used<'a>(&'a self, jti: &'a str, ttl: Duration) -> StoreFuture<'a, RefreshUse>;
+    /// Claims a refresh token's `jti` for the rotation `attempt` (a random
+    /// id) and says what it found (see [`RefreshUse`]). Atomic. The marker is
+    /// kept for `ttl` (the token's remaining lifetime).
+    fn claim_refresh<'a>(
+        &'a self,
+        jti: &'a str,
+        attempt: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, RefreshUse>;
+
+    /// Confirms that `attempt`'s rotation is being answered: `true` when the
+    /// claim was still `attempt`'s (it is now final), `false` when a later
+    /// attempt took it over (this one must not answer its tokens).
+    fn confirm_refresh<'a>(&'a self, jti: &'a str, attempt: &'a str) -> StoreFuture<'a, bool>;
 
     /// Whether the store is reachable (readiness).
     fn ping(&self) -> StoreFuture<'_, ()>;

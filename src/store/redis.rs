@@ -27,6 +27,7 @@ use crate::event::{Event, Head};
 use crate::follow::{HISTORY_WINDOW, SyncReply};
 use crate::rule::{RevokedBefore, Rule, RuleKey};
 
+use super::RefreshUse;
 use super::link::{Connection, Link};
 pub use super::link::{Topology, TopologyError};
 
@@ -156,6 +157,7 @@ struct Scripts {
     remove: Script,
     snapshot: Script,
     expire: Script,
+    refresh: Script,
 }
 
 /// A handle on revokd's data in one Redis topology. Cheap to clone: the
@@ -193,6 +195,7 @@ impl RedisStore {
                 remove: Script::new(&with_chain(include_str!("lua/remove.lua"))),
                 snapshot: Script::new(include_str!("lua/snapshot.lua")),
                 expire: Script::new(include_str!("lua/expire.lua")),
+                refresh: Script::new(include_str!("lua/refresh.lua")),
             }),
             options: std::sync::Arc::new(options),
             topology: std::sync::Arc::new(topology),
@@ -330,28 +333,47 @@ impl RedisStore {
             .transpose()
     }
 
-    /// Retires a refresh token: true the first time `jti` is presented, false
-    /// on every later presentation (reuse). One atomic `SET NX` with the
-    /// token's remaining lifetime, so concurrent issuers agree.
-    pub async fn mark_refresh_used(
+    /// Claims a refresh token's `jti` for rotation `attempt` (see
+    /// [`RefreshUse`]): one atomic script with the token's remaining
+    /// lifetime, so concurrent issuers agree.
+    pub async fn claim_refresh(
         &self,
         jti: &str,
+        attempt: &str,
         ttl: Duration,
-    ) -> Result<bool, RedisStoreError> {
-        let mut connection = self.connection().await?;
+    ) -> Result<RefreshUse, RedisStoreError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
-        let set: Option<String> = self
-            .bounded(
-                redis::cmd("SET")
-                    .arg(format!("{}{jti}", self.keys.used))
-                    .arg("1")
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ttl_ms)
-                    .query_async(&mut connection),
-            )
-            .await?;
-        Ok(set.is_some())
+        let found: String = self.refresh_script(jti, "claim", attempt, ttl_ms).await?;
+        match found.as_str() {
+            "first" => Ok(RefreshUse::First),
+            "retry" => Ok(RefreshUse::Retry),
+            "reused" => Ok(RefreshUse::Reused),
+            other => Err(RedisStoreError::Corrupt(format!("refresh claim {other:?}"))),
+        }
+    }
+
+    /// Confirms `attempt`'s claim on `jti`: false when a later attempt took
+    /// it over.
+    pub async fn confirm_refresh(&self, jti: &str, attempt: &str) -> Result<bool, RedisStoreError> {
+        let confirmed: u64 = self.refresh_script(jti, "confirm", attempt, 0).await?;
+        Ok(confirmed == 1)
+    }
+
+    async fn refresh_script<T: FromRedisValue>(
+        &self,
+        jti: &str,
+        op: &str,
+        attempt: &str,
+        ttl_ms: u64,
+    ) -> Result<T, RedisStoreError> {
+        let mut invocation = self.scripts.refresh.prepare_invoke();
+        invocation
+            .key(format!("{}{jti}", self.keys.used))
+            .arg(op)
+            .arg(attempt)
+            .arg(ttl_ms);
+        let mut connection = self.connection().await?;
+        self.bounded(invocation.invoke_async(&mut connection)).await
     }
 
     /// Drops up to `limit` rules that expired at `now`; returns how many.

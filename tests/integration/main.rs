@@ -18,6 +18,7 @@ mod cluster;
 mod admin;
 mod cli;
 mod deploy;
+mod forked;
 mod input;
 mod introspect;
 mod keys;

@@ -10,6 +10,7 @@ use prometheus::Registry;
 use revokd::denylist::Denylist;
 use revokd::metrics::DenylistMetrics;
 use revokd::rule::{RevokedBefore, Rule, RuleKey, TokenKeys};
+use revokd::store::RefreshUse;
 use revokd::store::redis::{RedisStore, StoreOptions, Topology};
 use revokd::subscriber::{Subscriber, SubscriberConfig};
 
@@ -198,7 +199,7 @@ async fn the_script_merges_rules_and_get_reads_them_back() {
 }
 
 #[tokio::test]
-async fn expired_rules_leave_redis_and_refresh_reuse_is_detected_once() {
+async fn expired_rules_leave_redis_and_a_refresh_claim_is_retried_until_confirmed() {
     let server = RedisServer::start();
     let store = store(&server);
     store
@@ -223,23 +224,28 @@ async fn expired_rules_leave_redis_and_refresh_reuse_is_detected_once() {
             .is_some()
     );
 
-    assert!(
-        store
-            .mark_refresh_used("r1", Duration::from_secs(60))
-            .await
-            .unwrap()
+    // Claim, retry, confirm, reuse: the script agrees with the memory store.
+    let ttl = Duration::from_secs(60);
+    assert_eq!(
+        store.claim_refresh("r1", "a1", ttl).await.unwrap(),
+        RefreshUse::First
+    );
+    assert_eq!(
+        store.claim_refresh("r1", "a2", ttl).await.unwrap(),
+        RefreshUse::Retry
     );
     assert!(
-        !store
-            .mark_refresh_used("r1", Duration::from_secs(60))
-            .await
-            .unwrap()
+        !store.confirm_refresh("r1", "a1").await.unwrap(),
+        "superseded"
     );
-    assert!(
-        store
-            .mark_refresh_used("r2", Duration::from_secs(60))
-            .await
-            .unwrap()
+    assert!(store.confirm_refresh("r1", "a2").await.unwrap());
+    assert_eq!(
+        store.claim_refresh("r1", "a3", ttl).await.unwrap(),
+        RefreshUse::Reused
+    );
+    assert_eq!(
+        store.claim_refresh("r2", "a1", ttl).await.unwrap(),
+        RefreshUse::First
     );
 }
 

@@ -145,9 +145,39 @@ pub async fn start_on_redis(
     keys: KeySet,
     redis_url: &str,
 ) -> (Server, issuer::replicated::Replication) {
+    start_on_store(issuer, keys, |store| {
+        store.redis_url = Some(redis_url.to_owned());
+    })
+    .await
+}
+
+/// Starts an issuer replicating through the Redis at `redis_url` whose `iss`
+/// is its own address, so a resource server can discover its keys.
+pub async fn start_on_redis_discoverable(
+    keys: KeySet,
+    redis_url: &str,
+) -> (Server, issuer::replicated::Replication) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let mut config = config(&base);
+    config.store.redis_url = Some(redis_url.to_owned());
+    let (state, replication) =
+        issuer::replicated::on_redis(config, keys, Duration::from_secs(2)).unwrap();
+    (serve(listener, state), replication)
+}
+
+/// Starts an issuer replicating through the Redis topology that `store`
+/// sets in `[store]` (`redis_url`, `sentinels` + `sentinel_master`,
+/// `cluster`, `replica_acks`, …).
+pub async fn start_on_store(
+    issuer: &str,
+    keys: KeySet,
+    store: impl FnOnce(&mut revokd::config::StoreConfig),
+) -> (Server, issuer::replicated::Replication) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut config = config(issuer);
-    config.store.redis_url = Some(redis_url.to_owned());
+    store(&mut config.store);
+    config.validate().unwrap();
     let (state, replication) =
         issuer::replicated::on_redis(config, keys, Duration::from_secs(2)).unwrap();
     (serve(listener, state), replication)
