@@ -87,10 +87,21 @@ fn the_example_configurations_parse_and_validate() {
             include_str!("../../deploy/revokd.toml").to_owned(),
         ),
         ("the Kubernetes ConfigMap", kubernetes_config()),
+        (
+            "deploy/redis/revokd-sentinel.toml",
+            include_str!("../../deploy/redis/revokd-sentinel.toml").to_owned(),
+        ),
+        (
+            "deploy/redis/revokd-cluster.toml",
+            include_str!("../../deploy/redis/revokd-cluster.toml").to_owned(),
+        ),
     ] {
         let config =
             revokd::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         config.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name.starts_with("deploy/redis/") {
+            assert!(config.store.topology().is_some(), "{name}: a Redis topology");
+        }
     }
 }
 

@@ -19,6 +19,7 @@ mod admin;
 mod cli;
 mod deploy;
 mod forked;
+mod ha;
 mod input;
 mod introspect;
 mod keys;

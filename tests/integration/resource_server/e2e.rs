@@ -92,16 +92,22 @@ pub fn example_binary() -> PathBuf {
 
 /// Starts the example against `issuer` and `redis`; returns it and its base URL.
 pub fn start_resource_server(issuer: &str, redis: &str, extra: &[&str]) -> (Process, String) {
+    start_resource_server_on(issuer, &["--redis", redis], extra)
+}
+
+/// Starts the example against `issuer` on the Redis topology that
+/// `topology` names (`--redis URL`, `--sentinel URL`… with
+/// `--sentinel-master NAME`, or `--cluster URL`…); returns it and its base
+/// URL. Blocks until it listens (discovery of `issuer` comes first).
+pub fn start_resource_server_on<S: AsRef<std::ffi::OsStr>>(
+    issuer: &str,
+    topology: &[S],
+    extra: &[&str],
+) -> (Process, String) {
     let process = Process::spawn(
         Command::new(example_binary())
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--issuer",
-                issuer,
-                "--redis",
-                redis,
-            ])
+            .args(["--listen", "127.0.0.1:0", "--issuer", issuer])
+            .args(topology)
             .args(extra),
     );
     let line = process.line(Duration::from_secs(60), |l| {
