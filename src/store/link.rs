@@ -163,7 +163,7 @@ enum Inner {
         connection: ConnectionManager,
     },
     Sentinel {
-        sentinel: Mutex<redis::sentinel::Sentinel>,
+        sentinels: Sentinels,
         master: String,
         current: Mutex<Option<Resolved>>,
         timeout: Duration,
@@ -198,7 +198,7 @@ impl Link {
                 Inner::Single { client, connection }
             }
             Topology::Sentinel { sentinels, master } => Inner::Sentinel {
-                sentinel: Mutex::new(redis::sentinel::Sentinel::build(sentinels.clone())?),
+                sentinels: Sentinels::new(sentinels, timeout)?,
                 master: master.clone(),
                 current: Mutex::new(None),
                 timeout,
@@ -223,7 +223,7 @@ impl Link {
         match &*self.inner {
             Inner::Single { connection, .. } => Ok(Connection::Manager(connection.clone())),
             Inner::Sentinel {
-                sentinel,
+                sentinels,
                 master,
                 current,
                 timeout,
@@ -234,7 +234,7 @@ impl Link {
                 {
                     return Ok(Connection::Multiplexed(resolved.connection.clone()));
                 }
-                let client = sentinel.lock().await.async_master_for(master, None).await?;
+                let client = sentinels.master(master).await?;
                 let same = current.as_ref().filter(|held| {
                     held.client.get_connection_info().addr() == client.get_connection_info().addr()
                 });
@@ -297,8 +297,8 @@ impl Link {
         match &*self.inner {
             Inner::Single { client, .. } => Ok(client.clone()),
             Inner::Sentinel {
-                sentinel, master, ..
-            } => sentinel.lock().await.async_master_for(master, None).await,
+                sentinels, master, ..
+            } => sentinels.master(master).await,
             Inner::Cluster { seeds, .. } => {
                 let mut candidates = seeds.clone();
                 candidates.extend(self.cluster_nodes().await);
@@ -350,5 +350,93 @@ impl Link {
             }
         }
         urls
+    }
+}
+
+/// The sentinels of a topology, asked in turn (each bounded on its own, so
+/// one unreachable sentinel only delays the answer) for the master's
+/// address; the one that answered is asked first next time.
+struct Sentinels {
+    clients: Vec<redis::Client>,
+    preferred: std::sync::atomic::AtomicUsize,
+    config: redis::AsyncConnectionConfig,
+    timeout: Duration,
+}
+
+impl Sentinels {
+    fn new(urls: &[String], timeout: Duration) -> redis::RedisResult<Sentinels> {
+        let clients = urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()))
+            .collect::<redis::RedisResult<Vec<_>>>()?;
+        // A share of the call's bound for each sentinel, at least 100 ms.
+        let each = (timeout / u32::try_from(clients.len().max(1)).unwrap_or(u32::MAX))
+            .max(Duration::from_millis(100));
+        Ok(Sentinels {
+            clients,
+            preferred: std::sync::atomic::AtomicUsize::new(0),
+            config: redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(each))
+                .set_response_timeout(Some(each)),
+            timeout: each,
+        })
+    }
+
+    /// A client for the node the sentinels name master of `name`, checked
+    /// with `ROLE` (a sentinel may lag a failover by a moment).
+    async fn master(&self, name: &str) -> redis::RedisResult<redis::Client> {
+        use std::sync::atomic::Ordering;
+        let count = self.clients.len();
+        let first = self.preferred.load(Ordering::Relaxed);
+        let mut last_error = None;
+        for offset in 0..count {
+            let index = (first + offset) % count;
+            match tokio::time::timeout(self.timeout, self.ask(index, name)).await {
+                Ok(Ok(client)) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(client);
+                }
+                Ok(Err(error)) => last_error = Some(error),
+                Err(_) => {
+                    last_error = Some(redis::RedisError::from((
+                        redis::ErrorKind::Io,
+                        "sentinel did not answer in time",
+                    )));
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Io, "no sentinel configured"))
+        }))
+    }
+
+    async fn ask(&self, index: usize, name: &str) -> redis::RedisResult<redis::Client> {
+        let mut sentinel = self.clients[index]
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        let address: Option<(String, u16)> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg(name)
+            .query_async(&mut sentinel)
+            .await?;
+        let Some((host, port)) = address else {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "sentinel knows no such master",
+            )));
+        };
+        let client = redis::Client::open(format!("redis://{host}:{port}"))?;
+        let mut node = client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut node).await?;
+        match role.first() {
+            Some(Value::BulkString(kind)) if kind.as_slice() == b"master" => Ok(client),
+            Some(Value::SimpleString(kind)) if kind == "master" => Ok(client),
+            _ => Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "the node sentinel named is not master (yet)",
+            ))),
+        }
     }
 }

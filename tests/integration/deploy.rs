@@ -100,7 +100,10 @@ fn the_example_configurations_parse_and_validate() {
             revokd::config::Config::from_toml(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         config.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
         if name.starts_with("deploy/redis/") {
-            assert!(config.store.topology().is_some(), "{name}: a Redis topology");
+            assert!(
+                config.store.topology().is_some(),
+                "{name}: a Redis topology"
+            );
         }
     }
 }
