@@ -11,6 +11,11 @@
 //! with 0, 16 and 64 subscribers that must each receive every event: the
 //! fan-out one Redis sustains.
 //!
+//! Last, with a master and one replica: revocations per second through the
+//! script with `replica_acks` 0 and 1 (`WAIT 1` after each script, 64 in
+//! flight), and revoke → received by a subscription on the replica (the
+//! replication hop a subscriber on a Sentinel replica adds).
+//!
 //! Run: `cargo bench --bench propagation` (EVENTS=n to change the count).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -24,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use revokd::denylist::Denylist;
 use revokd::rule::{RevokedBefore, Rule, RuleKey};
-use revokd::store::redis::RedisStore;
+use revokd::store::redis::{RedisStore, StoreOptions, Topology};
 use revokd::subscriber::{Subscriber, SubscriberConfig};
 
 const CHILD_ENV: &str = "REVOKD_PROPAGATION_CHILD_REDIS";
@@ -55,6 +60,68 @@ fn main() {
     let server = redis_server::RedisServer::start();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(parent(&server.url(), events));
+    drop(server);
+    runtime.block_on(replicated(events));
+}
+
+/// The figures with a replica: script throughput with `replica_acks` 0 and
+/// 1, and the hop to a subscriber on the replica.
+async fn replicated(events: usize) {
+    use futures_util::StreamExt;
+    let master = redis_server::RedisServer::start();
+    let master_port = master.port().to_string();
+    let replica =
+        redis_server::RedisServer::start_with(&["--replicaof", "127.0.0.1", &master_port]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !redis_server::info(replica.port(), "replication")
+        .is_some_and(|info| info.contains("master_link_status:up"))
+    {
+        assert!(Instant::now() < deadline, "replica never linked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut first = 1_000_000;
+    // Interleaved rounds, so drift on a shared machine hits both alike.
+    for round in 0..2 {
+        for acks in [0, 1] {
+            let store = RedisStore::new(
+                Topology::Single(master.url()),
+                StoreOptions {
+                    replica_acks: acks,
+                    replica_ack_timeout: Duration::from_secs(1),
+                    ..StoreOptions::default()
+                },
+            )
+            .unwrap();
+            let rate = fan_out(&master.url(), &store, first, events, 0).await;
+            first += events;
+            println!(
+                "propagation/script_throughput/replica_acks_{acks} (round {round}): {events} revocations, 64 in flight: {rate:.0} revocations/s"
+            );
+        }
+    }
+    let store = RedisStore::single(&master.url(), "revokd").unwrap();
+    let client = redis::Client::open(replica.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe(&store.keys().channel).await.unwrap();
+    let mut messages = pubsub.into_on_message();
+    let mut latencies = Vec::with_capacity(events);
+    for i in 0..events {
+        let started = Instant::now();
+        store
+            .revoke(&rule(first + i), revokd::clock::now_millis())
+            .await
+            .unwrap();
+        messages.next().await.unwrap();
+        latencies.push(started.elapsed());
+    }
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    println!(
+        "propagation/revoke_to_received_on_replica: n={events} p50={:?} p99={:?} max={:?}",
+        at(0.50),
+        at(0.99),
+        latencies[latencies.len() - 1]
+    );
 }
 
 /// Subscribes, then prints `i` as soon as `jti:p<i>` is in the denylist.

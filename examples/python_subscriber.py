@@ -1,24 +1,31 @@
 #!/usr/bin/env python3
 """A revokd subscriber in Python: keeps a local denylist in sync with Redis.
 
-It follows docs/subscribing.md exactly, so a resource server in any language
-can copy its shape:
+It follows docs/subscribing.md ("The protocol") step by step, and makes the
+same decisions as src/follow.rs, so a resource server in any language can
+copy its shape:
 
 1. SUBSCRIBE to ``{<prefix>}:events`` first (nothing published from now on is
    missed: it waits in the connection);
-2. read a snapshot (seq + every rule) atomically with the Lua script below;
-3. apply events in seq order: ``seq <= last`` is a duplicate (ignored),
-   ``seq == last + 1`` is applied, anything else is a gap -> resync;
-4. every second, ``GET {<prefix>}:seq``: equal to the last applied seq proves
-   the denylist in sync; ahead of it twice in a row, or behind it (Redis lost
-   data), means resync;
+2. read a snapshot with src/store/lua/snapshot.lua: seq, head, the log a
+   follower at our position needs, every rule. First sync: take the rules.
+   The log continues our head: apply it. Otherwise the history forked: apply
+   the store's events after the fork point, then MERGE the rules (never
+   replace: a rule leaves only by a proven REMOVE or by expiry);
+3. apply events: ``seq <= last`` is a duplicate unless we hold another head
+   for it (fork); ``seq == last + 1`` applies when its ``prev_head`` is our
+   head (else fork); ``seq > last + 1`` is a gap. Fork and gap -> resync;
+4. every second, ``MGET {<prefix>}:seq {<prefix>}:head``: lower, or equal with
+   another head, is a fork; equal proves the denylist in sync; ahead of it
+   twice in a row means events were lost ("behind"). All three but "in
+   sync" -> resync;
 5. on any error, reconnect with capped exponential backoff and resync.
 
 Events are ``revokd.v1.RevocationEvent`` protobuf messages
-(proto/revokd/v1/events.proto). The message is small enough to decode by hand
-(below); a generated class from ``protoc --python_out`` works just as well.
+(proto/revokd/v1/events.proto), decoded by hand below; a generated class from
+``protoc --python_out`` works just as well.
 
-Needs redis-py (``python3 -m pip install redis``). Run:
+Needs redis-py (``python3 -m pip install redis``). Run from the repository:
 
     python3 examples/python_subscriber.py --redis redis://127.0.0.1:6379
 
@@ -27,28 +34,26 @@ test or a human can follow it.
 """
 
 import argparse
+import collections
 import json
+import os
 import random
+import re
 import sys
 import time
 
 import redis
 
-# The snapshot: seq, epoch and every rule, read in one atomic step. Same as
-# src/store/lua/snapshot.lua.
-SNAPSHOT_LUA = """
-local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
-local epoch = redis.call('GET', KEYS[3])
-local result = {seq, epoch}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all do
-  result[#result + 1] = all[i]
-end
-return result
-"""
+# The snapshot script, read from the repository (KEYS: rules, seq, head, log;
+# ARGV: our last seq or "none", our head).
+SNAPSHOT_LUA = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                            "..", "src", "store", "lua", "snapshot.lua")
+# Recent (seq, head) positions kept; the store's log is as long.
+HISTORY_WINDOW = 10_000
 
 OP_ADD, OP_REMOVE = 1, 2
 ALL = "all"
+HEAD = re.compile(r"^([0-9a-f]{40})?$")  # empty: the genesis head (seq 0)
 
 
 # --- protobuf, by hand -------------------------------------------------------
@@ -72,17 +77,19 @@ def decode_event(buf):
     """revokd.v1.RevocationEvent -> dict. Unknown fields are skipped (v1
     readers must ignore fields they do not know)."""
     event = {"seq": 0, "op": 0, "key": "", "revoked_before": 0,
-             "expires_at": 0, "published_at_ms": 0, "all": False}
-    names = {1: "seq", 2: "op", 4: "revoked_before", 5: "expires_at",
-             6: "published_at_ms"}
+             "expires_at": 0, "published_at_ms": 0, "all": False,
+             "head": "", "prev_head": ""}
+    varints = {1: "seq", 2: "op", 4: "revoked_before", 5: "expires_at",
+               6: "published_at_ms"}
+    strings = {3: "key", 8: "head", 9: "prev_head"}
     pos = 0
     while pos < len(buf):
         tag, pos = _varint(buf, pos)
         field, wire = tag >> 3, tag & 7
         if wire == 0:
             value, pos = _varint(buf, pos)
-            if field in names:
-                event[names[field]] = value
+            if field in varints:
+                event[varints[field]] = value
             elif field == 7:
                 event["all"] = value != 0
         elif wire == 2:
@@ -91,8 +98,8 @@ def decode_event(buf):
                 raise ValueError("truncated field")
             chunk = buf[pos:pos + length]
             pos += length
-            if field == 3:
-                event["key"] = chunk.decode("utf-8")
+            if field in strings:
+                event[strings[field]] = chunk.decode("utf-8")
         elif wire == 1:
             pos += 8
         elif wire == 5:
@@ -101,7 +108,15 @@ def decode_event(buf):
             raise ValueError("unsupported wire type %d" % wire)
     if event["seq"] == 0 or event["op"] not in (OP_ADD, OP_REMOVE):
         raise ValueError("invalid event")
+    if not (HEAD.match(event["head"]) and HEAD.match(event["prev_head"])):
+        raise ValueError("a head is not 40 lowercase hex digits")
     return event
+
+
+def chained(events):
+    """Whether each event follows the one before (seq + 1, prev_head)."""
+    return all(b["seq"] == a["seq"] + 1 and b["prev_head"] == a["head"]
+               for a, b in zip(events, events[1:]))
 
 
 # --- the denylist ------------------------------------------------------------
@@ -124,8 +139,16 @@ class Denylist:
             expires_at = max(old_expires, expires_at)
         self.rules[key] = (revoked_before, expires_at)
 
-    def remove(self, key):
-        self.rules.pop(key, None)
+    def apply_event(self, event):
+        if event["op"] == OP_ADD:
+            before = ALL if event["all"] else event["revoked_before"]
+            self.apply(event["key"], before, event["expires_at"])
+        else:
+            self.rules.pop(event["key"], None)
+
+    def expire(self, now):
+        for key in [k for k, (_, exp) in self.rules.items() if exp <= now]:
+            del self.rules[key]
 
     def is_revoked(self, jti, sid, sub, client_id, iat, now=None):
         """Whether a verified token with these claims is revoked."""
@@ -162,17 +185,41 @@ def emit(**fields):
 
 
 class Subscriber:
-    def __init__(self, url, prefix, check_interval=1.0):
+    def __init__(self, url, prefix, check_interval=1.0, lua=SNAPSHOT_LUA):
         tag = "{%s}" % prefix
-        self.rules_key = tag + ":rules"
-        self.seq_key = tag + ":seq"
-        self.epoch_key = tag + ":epoch"
+        self.keys = [tag + ":rules", tag + ":seq", tag + ":head", tag + ":log"]
         self.channel = tag + ":events"
         self.url = url
         self.check_interval = check_interval
+        with open(lua) as script:
+            self.snapshot_lua = script.read()
         self.denylist = Denylist()
-        self.last_seq = 0
-        self.epoch = None
+        self.synced = False
+        self.last_seq, self.head = 0, ""
+        # (seq, head) of our last positions, consecutive seqs, oldest first.
+        self.recent = collections.deque(maxlen=HISTORY_WINDOW)
+        self.awaited = None       # (seq, head, seen_at) a check saw ahead
+        self.in_sync_at = None    # when the denylist last proved in sync
+
+    # -- where we stand in the history --
+
+    def advance(self, seq, head):
+        if self.recent and self.recent[-1][0] + 1 != seq:
+            self.recent.clear()
+        self.recent.append((seq, head))
+        self.last_seq, self.head = seq, head
+
+    def recent_head(self, seq):
+        """The head we held at `seq`, if it is recent enough to be known."""
+        if not self.recent or not 0 <= seq - self.recent[0][0] < len(self.recent):
+            return None
+        return self.recent[seq - self.recent[0][0]][1]
+
+    def staleness(self):
+        """Seconds since the denylist last proved in sync (inf: never)."""
+        return float("inf") if self.in_sync_at is None else time.time() - self.in_sync_at
+
+    # -- one session --
 
     def session(self):
         client = redis.Redis.from_url(self.url, socket_timeout=5)
@@ -186,66 +233,112 @@ class Subscriber:
                 break
             if time.monotonic() > deadline:
                 raise Resync("subscribe not confirmed")
-        self.apply_snapshot(client)
-        awaited = None
+        self.sync(client)
         next_check = time.monotonic() + self.check_interval
         while True:
             message = pubsub.get_message(timeout=min(self.check_interval, 0.1))
             if message and message["type"] == "message":
-                self.apply_event(message["data"])
+                self.on_event(message["data"])
             if time.monotonic() >= next_check:
                 next_check = time.monotonic() + self.check_interval
-                seq = int(client.get(self.seq_key) or 0)
-                if seq < self.last_seq:
-                    raise Resync("reset")
-                if seq == self.last_seq:
-                    awaited = None
-                elif awaited is not None and self.last_seq < awaited:
-                    raise Resync("behind")
-                else:
-                    awaited = seq
+                seq, head = client.mget(self.keys[1], self.keys[2])
+                self.on_check(int(seq or 0), (head or b"").decode())
+                self.denylist.expire(time.time() - 2)
 
-    def apply_snapshot(self, client):
-        reply = client.eval(SNAPSHOT_LUA, 3, self.rules_key, self.seq_key,
-                            self.epoch_key)
-        seq, epoch = int(reply[0]), reply[1]
-        fields = reply[2:]
-        rules = {}
-        for i in range(0, len(fields), 2):
-            key = fields[i].decode("utf-8")
-            rules[key] = parse_stored_rule(fields[i + 1].decode("utf-8"))
-        epoch = epoch.decode("utf-8") if epoch else None
-        if epoch is not None and epoch == self.epoch:
-            # Same dataset: the snapshot is complete, it replaces the rules.
-            self.denylist.rules = rules
+    def sync(self, client):
+        self.awaited = None
+        position = [self.last_seq, self.head] if self.synced else ["none", ""]
+        reply = client.eval(self.snapshot_lua, 4, *self.keys, *position)
+        seq, head = int(reply[0]), reply[1].decode()
+        try:
+            log = [decode_event(entry) for entry in reply[2]]
+        except (ValueError, UnicodeDecodeError):
+            log = None  # one undecodable entry and the log proves nothing
+        if log is not None and not chained(log):
+            log = None
+        rules = {reply[i].decode(): parse_stored_rule(reply[i + 1].decode())
+                 for i in range(3, len(reply), 2)}
+
+        keep_until, events = None, log or []
+        after = [e for e in events if e["seq"] > self.last_seq]  # ours onward
+        if not self.synced:
+            relation = "first"
+        elif (seq, head) == (self.last_seq, self.head):
+            relation, keep_until, events = "continued", self.last_seq, []
+        elif (after and after[0]["seq"] == self.last_seq + 1
+              and after[0]["prev_head"] == self.head
+              and (after[-1]["seq"], after[-1]["head"]) == (seq, head)):
+            # The log leads from our head to the store's: apply it.
+            relation, keep_until, events = "continued", self.last_seq, after
         else:
-            # First sync, or Redis lost its data: merge, so nothing revoked
-            # comes back to life.
+            relation, keep_until, events = self.fork_point(events)
+        if relation in ("continued", "forked"):
+            for event in events:  # REMOVEs included: proven to follow ours
+                self.denylist.apply_event(event)
+        if relation != "continued":
+            # Merge, never replace: a rule the store forgot stays.
             for key, (before, expires_at) in rules.items():
                 self.denylist.apply(key, before, expires_at)
-        self.epoch = epoch
-        self.last_seq = seq
-        emit(snapshot=seq, rules=self.dump())
+        # Adopt the store's position: our positions up to the shared point,
+        # then the store's events after it, then its seq and head.
+        kept = [p for p in self.recent if keep_until is not None and p[0] <= keep_until]
+        self.recent.clear()
+        self.recent.extend(kept)
+        for event in events:
+            if event["seq"] < seq:
+                self.advance(event["seq"], event["head"])
+        self.advance(seq, head)
+        self.synced = True
+        self.in_sync_at = time.time()
+        emit(snapshot=seq, head=head, relation=relation, rules=self.dump())
 
-    def apply_event(self, payload):
+    def fork_point(self, log):
+        """("forked", shared seq, the log's events after it), or
+        ("unproven", None, log) when no shared position is proven."""
+        for index in range(len(log) - 1, -1, -1):
+            if self.recent_head(log[index]["seq"]) == log[index]["head"]:
+                return "forked", log[index]["seq"], log[index + 1:]
+        if log and self.recent_head(log[0]["seq"] - 1) == log[0]["prev_head"]:
+            return "forked", log[0]["seq"] - 1, log
+        return "unproven", None, log
+
+    def on_event(self, payload):
         try:
             event = decode_event(payload)
         except (ValueError, UnicodeDecodeError) as error:
             raise Resync("decode: %s" % error)
-        if event["seq"] <= self.last_seq:
-            return
-        if event["seq"] != self.last_seq + 1:
-            raise Resync("gap: %d after %d" % (event["seq"], self.last_seq))
-        if event["op"] == OP_ADD:
-            before = ALL if event["all"] else event["revoked_before"]
-            self.denylist.apply(event["key"], before, event["expires_at"])
-            op = "add"
+        seq = event["seq"]
+        if seq <= self.last_seq:
+            held = self.recent_head(seq)
+            if held is not None and held != event["head"]:
+                raise Resync("fork: event %d has another head" % seq)
+            return  # a duplicate
+        if seq != self.last_seq + 1:
+            raise Resync("gap: %d after %d" % (seq, self.last_seq))
+        if event["prev_head"] != self.head:
+            raise Resync("fork: event %d does not follow our head" % seq)
+        self.denylist.apply_event(event)
+        self.advance(seq, event["head"])
+        emit(applied=seq, op="add" if event["op"] == OP_ADD else "remove",
+             key=event["key"], rules=self.dump())
+
+    def on_check(self, seq, head):
+        now = time.time()
+        if seq < self.last_seq or (seq == self.last_seq and head != self.head):
+            raise Resync("fork: redis at %d, we at %d" % (seq, self.last_seq))
+        if self.awaited is not None:
+            target, target_head, seen_at = self.awaited
+            self.awaited = None
+            if self.last_seq < target:
+                raise Resync("behind")
+            held = self.recent_head(target)
+            if held is not None and held != target_head:
+                raise Resync("fork: passed %d on another head" % target)
+            self.in_sync_at = max(self.in_sync_at or 0, seen_at)
+        if seq == self.last_seq:
+            self.in_sync_at = now
         else:
-            self.denylist.remove(event["key"])
-            op = "remove"
-        self.last_seq = event["seq"]
-        emit(applied=event["seq"], op=op, key=event["key"],
-             rules=self.dump())
+            self.awaited = (seq, head, now)
 
     def dump(self):
         return {key: [before, expires_at]
@@ -271,9 +364,11 @@ def main():
     parser.add_argument("--redis", default="redis://127.0.0.1:6379")
     parser.add_argument("--prefix", default="revokd")
     parser.add_argument("--check-interval", type=float, default=1.0)
+    parser.add_argument("--snapshot-lua", default=SNAPSHOT_LUA)
     args = parser.parse_args()
     try:
-        Subscriber(args.redis, args.prefix, args.check_interval).run_forever()
+        Subscriber(args.redis, args.prefix, args.check_interval,
+                   args.snapshot_lua).run_forever()
     except KeyboardInterrupt:
         return 0
 

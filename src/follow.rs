@@ -40,7 +40,7 @@ use std::collections::VecDeque;
 
 use crate::denylist::Denylist;
 use crate::event::{Change, Event, Head};
-use crate::rule::{RevokedBefore, Rule};
+use crate::rule::Rule;
 
 /// How many recent heads a follower remembers, and how many events the
 /// store's log keeps: the window in which a resync proves continuation or
@@ -178,7 +178,10 @@ impl Follower {
             Relation::Continued | Relation::Forked => self.apply_all(events, denylist),
             Relation::First | Relation::Unproven => {}
         }
-        if relation != Relation::Continued {
+        // A restoring follower's denylist also takes its issuer's own
+        // changes, outside the history followed: a re-approval the store
+        // then lost is not undone by a continuation, so merge for it too.
+        if relation != Relation::Continued || self.restores {
             // Merge, never replace: rules leave only by a proven REMOVE
             // (applied above) or by expiry.
             denylist.apply_batch(&reply.rules);
@@ -351,17 +354,7 @@ fn missing_from(held: &[Rule], denylist: &Denylist, now: u64) -> Vec<Rule> {
         .into_iter()
         .filter(|rule| match held.get(&rule.key) {
             None => true,
-            Some(stored) => !covers(stored, rule),
+            Some(stored) => !stored.covers(rule),
         })
         .collect()
-}
-
-/// Whether `stored` revokes at least what `rule` does, for at least as long.
-fn covers(stored: &Rule, rule: &Rule) -> bool {
-    let bound = match (stored.revoked_before, rule.revoked_before) {
-        (RevokedBefore::All, _) => true,
-        (_, RevokedBefore::All) => false,
-        (RevokedBefore::IssuedAtOrBefore(a), RevokedBefore::IssuedAtOrBefore(b)) => a >= b,
-    };
-    bound && stored.expires_at >= rule.expires_at
 }

@@ -218,6 +218,17 @@ impl Rule {
     pub fn is_live(&self, now: u64) -> bool {
         now < self.expires_at
     }
+
+    /// Whether this rule revokes at least what `other` does, for at least as
+    /// long (what merging `other` into it would leave unchanged).
+    pub fn covers(&self, other: &Rule) -> bool {
+        let bound = match (self.revoked_before, other.revoked_before) {
+            (RevokedBefore::All, _) => true,
+            (_, RevokedBefore::All) => false,
+            (RevokedBefore::IssuedAtOrBefore(a), RevokedBefore::IssuedAtOrBefore(b)) => a >= b,
+        };
+        bound && self.expires_at >= other.expires_at
+    }
 }
 
 /// The rule keys of one verified token, borrowed from its claims, plus its

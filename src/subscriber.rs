@@ -120,12 +120,14 @@ impl Resync {
 }
 
 /// What a subscriber shares with its handle.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct SyncState {
     /// Milliseconds since the epoch when the denylist last proved in sync; 0 never.
     in_sync_at_ms: AtomicU64,
     /// Seq of the last event applied.
     last_seq: AtomicU64,
+    /// The same, for waiters ([`Subscriber::wait_applied`]).
+    applied: tokio::sync::watch::Sender<u64>,
     /// Whether a session is up.
     connected: AtomicBool,
 }
@@ -163,7 +165,12 @@ impl Subscriber {
         config: SubscriberConfig,
         metrics: Option<DenylistMetrics>,
     ) -> Subscriber {
-        let state = Arc::new(SyncState::default());
+        let state = Arc::new(SyncState {
+            in_sync_at_ms: AtomicU64::new(0),
+            last_seq: AtomicU64::new(0),
+            applied: tokio::sync::watch::Sender::new(0),
+            connected: AtomicBool::new(false),
+        });
         let task = Task {
             follower: Follower::new(config.restore),
             store,
@@ -195,9 +202,28 @@ impl Subscriber {
         self.state.last_seq.load(Ordering::Acquire)
     }
 
+    /// Waits until this subscriber has applied the event `seq` (or a later
+    /// one), for at most `bound`; `false` when it did not. An issuer answers
+    /// a change only once its own denylist took it this way, in the order of
+    /// the history it follows.
+    pub async fn wait_applied(&self, seq: u64, bound: Duration) -> bool {
+        let mut applied = self.state.applied.subscribe();
+        tokio::time::timeout(bound, applied.wait_for(|&last| last >= seq))
+            .await
+            .is_ok_and(|reached| reached.is_ok())
+    }
+
     /// Whether a session with Redis is up.
     pub fn is_connected(&self) -> bool {
         self.state.connected.load(Ordering::Acquire)
+    }
+}
+
+impl SyncState {
+    /// Records the seq of the last event applied.
+    fn publish_seq(&self, seq: u64) {
+        self.last_seq.store(seq, Ordering::Release);
+        self.applied.send_replace(seq);
     }
 }
 
@@ -270,7 +296,7 @@ impl Task {
         let synced = self
             .follower
             .on_sync(reply, &self.denylist, clock::now_secs());
-        self.state.last_seq.store(seq, Ordering::Release);
+        self.state.publish_seq(seq);
         let merged = match synced.relation {
             Relation::First | Relation::Continued => None,
             Relation::Forked => Some("forked"),
@@ -356,7 +382,7 @@ impl Task {
         if !self.follower.on_event(&event, &self.denylist)? {
             return Ok(());
         }
-        self.state.last_seq.store(event.seq, Ordering::Release);
+        self.state.publish_seq(event.seq);
         if let Some(metrics) = &self.metrics {
             metrics.events_applied.inc();
             let delay_ms = clock::now_millis().saturating_sub(event.published_at_ms);

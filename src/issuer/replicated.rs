@@ -97,10 +97,12 @@ pub fn on_redis(
 // === impl RedisRevocationStore ===
 
 /// The issuer's [`RevocationStore`] on Redis: every change goes through a
-/// script, and only once Redis took it is it applied to the issuer's own
-/// denylist (so introspection at this issuer sees it at once, and the rule
-/// can be restored should Redis lose it). The subscriber brings in every
-/// other issuer's changes.
+/// script, and is answered only once the issuer's own subscriber applied its
+/// event (the seq the script returned), so the change is part of the history
+/// this issuer follows: introspection here sees it at once, it is restored
+/// should Redis lose it, and an older event (a re-approval before it) can
+/// never be applied over it. Without a subscriber (tests) the change is
+/// applied to the denylist directly.
 ///
 /// Readiness ([`RevocationStore::ping`]) needs Redis to answer and, when a
 /// subscriber is attached, the denylist to have proved in sync within the
@@ -133,20 +135,56 @@ impl RedisRevocationStore {
     }
 }
 
+/// How long a change may take from Redis to this issuer's own denylist
+/// before it is answered 503 (the client's retry is harmless).
+const APPLY_BOUND: Duration = Duration::from_secs(2);
+
+impl RedisRevocationStore {
+    /// Waits for this issuer's subscriber to apply the event `seq`.
+    async fn applied(&self, seq: u64) -> Result<(), StoreError> {
+        let Some((subscriber, _)) = &self.subscriber else {
+            return Ok(());
+        };
+        if subscriber.wait_applied(seq, APPLY_BOUND).await {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable(format!(
+                "redis took the change (seq {seq}) but this issuer's denylist did not within {APPLY_BOUND:?}"
+            )))
+        }
+    }
+}
+
 impl RevocationStore for RedisRevocationStore {
     fn revoke(&self, rule: Rule) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let (_, merged) = self.store.revoke(&rule, clock::now_millis()).await?;
-            self.denylist.apply(&merged);
-            Ok(())
+            let (seq, merged) = self.store.revoke(&rule, clock::now_millis()).await?;
+            if self.subscriber.is_none() {
+                self.denylist.apply(&merged);
+            }
+            self.applied(seq).await?;
+            // Reached by another history (Redis forked meanwhile): not ours.
+            let now = clock::now_secs();
+            let held = self.denylist.get(&merged.key, now);
+            if !merged.is_live(now) || held.is_some_and(|held| held.covers(&merged)) {
+                Ok(())
+            } else {
+                Err(StoreError::Unavailable(
+                    "redis lost the change before this issuer applied it".to_owned(),
+                ))
+            }
         })
     }
 
     fn remove<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            let (_, held) = self.store.remove(key, clock::now_millis()).await?;
             // After a fork only this denylist may still hold the rule.
-            let held_here = self.denylist.remove(key);
+            let held_here = self.denylist.get(key, clock::now_secs()).is_some();
+            let (seq, held) = self.store.remove(key, clock::now_millis()).await?;
+            if self.subscriber.is_none() {
+                self.denylist.remove(key);
+            }
+            self.applied(seq).await?;
             Ok(held || held_here)
         })
     }
