@@ -317,14 +317,25 @@ impl Follower {
     }
 
     /// The head we hold for `seq`, if it is recent enough to be known.
-    fn recent_head(&self, seq: u64) -> Option<Head> {
-        let (first, _) = *self.recent.front()?;
-        let index = usize::try_from(seq.checked_sub(first)?).ok()?;
-        self.recent
-            .get(index)
-            .filter(|&&(held, _)| held == seq)
-            .map(|&(_, head)| head)
+    pub fn recent_head(&self, seq: u64) -> Option<Head> {
+        head_at(&self.recent, seq)
     }
+
+    /// The recent `(seq, head)` positions of the history followed, oldest
+    /// first, consecutive.
+    pub fn recent_positions(&self) -> &VecDeque<(u64, Head)> {
+        &self.recent
+    }
+}
+
+/// The head `positions` (consecutive, oldest first) hold for `seq`.
+pub fn head_at(positions: &VecDeque<(u64, Head)>, seq: u64) -> Option<Head> {
+    let (first, _) = *positions.front()?;
+    let index = usize::try_from(seq.checked_sub(first)?).ok()?;
+    positions
+        .get(index)
+        .filter(|&&(held, _)| held == seq)
+        .map(|&(_, head)| head)
 }
 
 /// Whether consecutive events chain: each seq one more and each prev_head

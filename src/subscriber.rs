@@ -28,6 +28,7 @@
 //! re-writes every live rule it holds that a snapshot lacks, so a Redis that
 //! came back empty or older gets back what it forgot.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -37,9 +38,10 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::clock;
 use crate::denylist::Denylist;
 use crate::event::Event;
-use crate::follow::{Checked, Follower, Lost, Relation};
+use crate::event::Head;
+use crate::follow::{Checked, Follower, HISTORY_WINDOW, Lost, Relation, head_at};
 use crate::metrics::DenylistMetrics;
-use crate::store::redis::{RedisStore, RedisStoreError};
+use crate::store::redis::{Position, RedisStore, RedisStoreError};
 
 /// How a subscriber paces itself.
 #[derive(Debug, Clone)]
@@ -128,6 +130,10 @@ struct SyncState {
     last_seq: AtomicU64,
     /// The same, for waiters ([`Subscriber::wait_applied`]).
     applied: tokio::sync::watch::Sender<u64>,
+    /// A copy of the follower's recent positions, so a waiter can tell its
+    /// event from another history's event with the same seq. Locked once
+    /// per applied event and per sync, never on the check path.
+    positions: std::sync::Mutex<VecDeque<(u64, Head)>>,
     /// Whether a session is up.
     connected: AtomicBool,
 }
@@ -169,6 +175,7 @@ impl Subscriber {
             in_sync_at_ms: AtomicU64::new(0),
             last_seq: AtomicU64::new(0),
             applied: tokio::sync::watch::Sender::new(0),
+            positions: std::sync::Mutex::new(VecDeque::new()),
             connected: AtomicBool::new(false),
         });
         let task = Task {
@@ -202,15 +209,23 @@ impl Subscriber {
         self.state.last_seq.load(Ordering::Acquire)
     }
 
-    /// Waits until this subscriber has applied the event `seq` (or a later
-    /// one), for at most `bound`; `false` when it did not. An issuer answers
-    /// a change only once its own denylist took it this way, in the order of
-    /// the history it follows.
-    pub async fn wait_applied(&self, seq: u64, bound: Duration) -> bool {
+    /// Waits until this subscriber has applied the event at `position` in
+    /// the history it follows, for at most `bound`; `false` when it did not
+    /// (not in time, or it follows a history with another event at that
+    /// seq). An issuer answers a change only once its own denylist took it
+    /// this way, in the order of the history it follows.
+    pub async fn wait_applied(&self, position: Position, bound: Duration) -> bool {
         let mut applied = self.state.applied.subscribe();
-        tokio::time::timeout(bound, applied.wait_for(|&last| last >= seq))
-            .await
-            .is_ok_and(|reached| reached.is_ok())
+        let reached = tokio::time::timeout(bound, applied.wait_for(|&last| last >= position.seq));
+        if !reached.await.is_ok_and(|reached| reached.is_ok()) {
+            return false;
+        }
+        let positions = self
+            .state
+            .positions
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        head_at(&positions, position.seq) == Some(position.head)
     }
 
     /// Whether a session with Redis is up.
@@ -220,8 +235,23 @@ impl Subscriber {
 }
 
 impl SyncState {
-    /// Records the seq of the last event applied.
-    fn publish_seq(&self, seq: u64) {
+    /// Records the follower's position after a sync or an event.
+    fn publish(&self, follower: &Follower, synced: bool) {
+        {
+            let mut positions = self
+                .positions
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if synced {
+                positions.clone_from(follower.recent_positions());
+            } else {
+                if positions.len() == HISTORY_WINDOW {
+                    positions.pop_front();
+                }
+                positions.push_back((follower.last_seq(), follower.head()));
+            }
+        }
+        let seq = follower.last_seq();
         self.last_seq.store(seq, Ordering::Release);
         self.applied.send_replace(seq);
     }
@@ -296,7 +326,7 @@ impl Task {
         let synced = self
             .follower
             .on_sync(reply, &self.denylist, clock::now_secs());
-        self.state.publish_seq(seq);
+        self.state.publish(&self.follower, true);
         let merged = match synced.relation {
             Relation::First | Relation::Continued => None,
             Relation::Forked => Some("forked"),
@@ -382,7 +412,7 @@ impl Task {
         if !self.follower.on_event(&event, &self.denylist)? {
             return Ok(());
         }
-        self.state.publish_seq(event.seq);
+        self.state.publish(&self.follower, false);
         if let Some(metrics) = &self.metrics {
             metrics.events_applied.inc();
             let delay_ms = clock::now_millis().saturating_sub(event.published_at_ms);

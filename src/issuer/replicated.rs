@@ -18,7 +18,7 @@ use crate::denylist::Denylist;
 use crate::keys::KeySet;
 use crate::metrics::DenylistMetrics;
 use crate::rule::{Rule, RuleKey};
-use crate::store::redis::{RedisStore, RedisStoreError, expire_forever};
+use crate::store::redis::{Position, RedisStore, RedisStoreError, expire_forever};
 use crate::store::{RefreshUse, RevocationStore, StoreError, StoreFuture};
 use crate::subscriber::{Subscriber, SubscriberConfig};
 
@@ -140,16 +140,19 @@ impl RedisRevocationStore {
 const APPLY_BOUND: Duration = Duration::from_secs(2);
 
 impl RedisRevocationStore {
-    /// Waits for this issuer's subscriber to apply the event `seq`.
-    async fn applied(&self, seq: u64) -> Result<(), StoreError> {
+    /// Waits for this issuer's subscriber to apply the event at `position`
+    /// in the history it follows.
+    async fn applied(&self, position: Position) -> Result<(), StoreError> {
         let Some((subscriber, _)) = &self.subscriber else {
             return Ok(());
         };
-        if subscriber.wait_applied(seq, APPLY_BOUND).await {
+        if subscriber.wait_applied(position, APPLY_BOUND).await {
             Ok(())
         } else {
             Err(StoreError::Unavailable(format!(
-                "redis took the change (seq {seq}) but this issuer's denylist did not within {APPLY_BOUND:?}"
+                "redis took the change (seq {}) but this issuer's denylist did not, \
+                 in the history it follows, within {APPLY_BOUND:?}",
+                position.seq
             )))
         }
     }
@@ -158,21 +161,11 @@ impl RedisRevocationStore {
 impl RevocationStore for RedisRevocationStore {
     fn revoke(&self, rule: Rule) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let (seq, merged) = self.store.revoke(&rule, clock::now_millis()).await?;
+            let (position, merged) = self.store.revoke(&rule, clock::now_millis()).await?;
             if self.subscriber.is_none() {
                 self.denylist.apply(&merged);
             }
-            self.applied(seq).await?;
-            // Reached by another history (Redis forked meanwhile): not ours.
-            let now = clock::now_secs();
-            let held = self.denylist.get(&merged.key, now);
-            if !merged.is_live(now) || held.is_some_and(|held| held.covers(&merged)) {
-                Ok(())
-            } else {
-                Err(StoreError::Unavailable(
-                    "redis lost the change before this issuer applied it".to_owned(),
-                ))
-            }
+            self.applied(position).await
         })
     }
 
@@ -180,11 +173,11 @@ impl RevocationStore for RedisRevocationStore {
         Box::pin(async move {
             // After a fork only this denylist may still hold the rule.
             let held_here = self.denylist.get(key, clock::now_secs()).is_some();
-            let (seq, held) = self.store.remove(key, clock::now_millis()).await?;
+            let (position, held) = self.store.remove(key, clock::now_millis()).await?;
             if self.subscriber.is_none() {
                 self.denylist.remove(key);
             }
-            self.applied(seq).await?;
+            self.applied(position).await?;
             Ok(held || held_here)
         })
     }

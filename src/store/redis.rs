@@ -37,6 +37,10 @@ pub use super::link::{Topology, TopologyError};
 /// Well below 2^53, so Lua's doubles hold every stored number exactly.
 pub const LATEST_EXPIRY: u64 = u32::MAX as u64;
 
+/// Connections for change scripts when replicas must confirm them: up to
+/// this many `WAIT`s in flight at once.
+const ACKED_CONNECTIONS: usize = 8;
+
 /// Default bound on one Redis call: a revocation that cannot be stored by
 /// then fails (503) rather than hangs.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -125,6 +129,23 @@ impl Keys {
     }
 }
 
+/// Where one event stands in the history: its seq and the head after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The event's seq.
+    pub seq: u64,
+    /// The history's head after it.
+    pub head: Head,
+}
+
+impl Position {
+    fn new(seq: u64, head: &str) -> Result<Position, RedisStoreError> {
+        let head = Head::parse(head)
+            .map_err(|error| RedisStoreError::Corrupt(format!("head: {error}")))?;
+        Ok(Position { seq, head })
+    }
+}
+
 /// How a store talks to Redis.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -165,6 +186,12 @@ struct Scripts {
 #[derive(Clone)]
 pub struct RedisStore {
     link: Link,
+    /// Where change scripts run: with `replica_acks`, several independent
+    /// connections, because `WAIT` holds its connection until the replicas
+    /// answer and one connection would serialize every revocation behind
+    /// it; otherwise just `link`.
+    change_links: std::sync::Arc<[Link]>,
+    next_change: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     keys: std::sync::Arc<Keys>,
     scripts: std::sync::Arc<Scripts>,
     options: std::sync::Arc<StoreOptions>,
@@ -187,8 +214,19 @@ impl RedisStore {
         // A change waits for its WAIT too: bound the call by both.
         let call_bound = options.timeout + options.replica_ack_timeout;
         let with_chain = |body: &str| format!("{}\n{body}", include_str!("lua/chain.lua"));
+        let link = Link::new(&topology, call_bound)?;
+        let change_links: std::sync::Arc<[Link]> = if options.replica_acks > 0 {
+            (0..ACKED_CONNECTIONS)
+                .map(|_| Link::new(&topology, call_bound))
+                .collect::<redis::RedisResult<Vec<_>>>()?
+                .into()
+        } else {
+            vec![link.clone()].into()
+        };
         Ok(RedisStore {
-            link: Link::new(&topology, call_bound)?,
+            link,
+            change_links,
+            next_change: std::sync::Arc::default(),
             keys: std::sync::Arc::new(Keys::new(&options.prefix)),
             scripts: std::sync::Arc::new(Scripts {
                 revoke: Script::new(&with_chain(include_str!("lua/revoke.lua"))),
@@ -224,13 +262,13 @@ impl RedisStore {
     }
 
     /// Stores and publishes a rule (merged with the one held); returns the
-    /// event's seq and the merged rule. Only an `Ok` means Redis took it
-    /// (and, with `replica_acks`, that many replicas did).
+    /// event's position and the merged rule. Only an `Ok` means Redis took
+    /// it (and, with `replica_acks`, that many replicas did).
     pub async fn revoke(
         &self,
         rule: &Rule,
         published_at_ms: u64,
-    ) -> Result<(u64, Rule), RedisStoreError> {
+    ) -> Result<(Position, Rule), RedisStoreError> {
         let bound = match rule.revoked_before {
             RevokedBefore::All => "all".to_owned(),
             RevokedBefore::IssuedAtOrBefore(iat) => iat.min(LATEST_EXPIRY).to_string(),
@@ -243,32 +281,32 @@ impl RedisStore {
             HISTORY_WINDOW.to_string(),
         ];
         let reply = self.change(&self.scripts.revoke, &args).await?;
-        let (seq, revoked_before, expires_at): (u64, String, u64) =
+        let (seq, revoked_before, expires_at, head): (u64, String, u64, String) =
             FromRedisValue::from_redis_value(reply)?;
         let merged = Rule {
             key: rule.key.clone(),
             revoked_before: parse_bound(&revoked_before)?,
             expires_at,
         };
-        Ok((seq, merged))
+        Ok((Position::new(seq, &head)?, merged))
     }
 
     /// Deletes a rule and publishes the removal (also when this dataset held
-    /// no such rule: a subscriber may); returns the event's seq and whether
-    /// Redis held the rule.
+    /// no such rule: a subscriber may); returns the event's position and
+    /// whether Redis held the rule.
     pub async fn remove(
         &self,
         key: &RuleKey,
         published_at_ms: u64,
-    ) -> Result<(u64, bool), RedisStoreError> {
+    ) -> Result<(Position, bool), RedisStoreError> {
         let args = [
             key.to_string(),
             published_at_ms.to_string(),
             HISTORY_WINDOW.to_string(),
         ];
         let reply = self.change(&self.scripts.remove, &args).await?;
-        let (seq, held): (u64, u64) = FromRedisValue::from_redis_value(reply)?;
-        Ok((seq, held != 0))
+        let (seq, held, head): (u64, u64, String) = FromRedisValue::from_redis_value(reply)?;
+        Ok((Position::new(seq, &head)?, held != 0))
     }
 
     /// Runs a change script, then `WAIT` on the same connection when
@@ -288,16 +326,21 @@ impl RedisStore {
                 .max(1);
             pipe.cmd("WAIT").arg(acks).arg(wait_ms);
         }
-        let mut connection = self.connection().await?;
+        let turn = self
+            .next_change
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let link = &self.change_links[turn % self.change_links.len()];
+        let mut connection = self.bounded_on(link, link.connection()).await?;
         let first = self
-            .bounded(pipe.query_async::<Vec<Value>>(&mut connection))
+            .bounded_on(link, pipe.query_async::<Vec<Value>>(&mut connection))
             .await;
         let replies = match first {
             Err(RedisStoreError::Redis(error))
                 if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
             {
-                self.bounded(script.load_async(&mut connection)).await?;
-                self.bounded(pipe.query_async::<Vec<Value>>(&mut connection))
+                self.bounded_on(link, script.load_async(&mut connection))
+                    .await?;
+                self.bounded_on(link, pipe.query_async::<Vec<Value>>(&mut connection))
                     .await?
             }
             other => other?,
@@ -455,15 +498,24 @@ impl RedisStore {
         &self,
         call: impl Future<Output = redis::RedisResult<T>>,
     ) -> Result<T, RedisStoreError> {
+        self.bounded_on(&self.link, call).await
+    }
+
+    /// Bounds a call on `link`, telling the link when it failed.
+    async fn bounded_on<T>(
+        &self,
+        link: &Link,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, RedisStoreError> {
         let bound = self.options.timeout + self.options.replica_ack_timeout;
         match tokio::time::timeout(bound, call).await {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
-                self.link.failed(Some(&error)).await;
+                link.failed(Some(&error)).await;
                 Err(error.into())
             }
             Err(_) => {
-                self.link.failed(None).await;
+                link.failed(None).await;
                 Err(RedisStoreError::Timeout(bound))
             }
         }

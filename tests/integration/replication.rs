@@ -113,11 +113,13 @@ async fn a_revocation_reaches_a_subscriber_and_a_reapproval_removes_it() {
     })
     .await;
 
-    let (seq, merged) = store
+    let (position, merged) = store
         .revoke(&rule("jti:abc"), revokd::clock::now_millis())
         .await
         .unwrap();
-    assert_eq!(seq, 1);
+    assert_eq!(position.seq, 1);
+    assert_ne!(position.head, revokd::event::Head::GENESIS);
+    assert_eq!(store.position().await.unwrap(), (1, position.head));
     assert_eq!(merged, rule("jti:abc"));
     eventually("rule applied", Duration::from_secs(5), || {
         node.holds("jti:abc")
@@ -132,16 +134,13 @@ async fn a_revocation_reaches_a_subscriber_and_a_reapproval_removes_it() {
     };
     assert!(node.denylist.is_revoked(&keys, now()).is_some());
 
-    assert_eq!(
-        store.remove(&"jti:abc".parse().unwrap(), 0).await.unwrap(),
-        (2, true)
-    );
+    let (removed, held) = store.remove(&"jti:abc".parse().unwrap(), 0).await.unwrap();
+    assert_eq!((removed.seq, held), (2, true));
     // A removal of a rule Redis does not hold is still published: after a
     // fork a subscriber may hold it.
-    assert_eq!(
-        store.remove(&"jti:abc".parse().unwrap(), 0).await.unwrap(),
-        (3, false)
-    );
+    let (again, held) = store.remove(&"jti:abc".parse().unwrap(), 0).await.unwrap();
+    assert_eq!((again.seq, held), (3, false));
+    assert_ne!(again.head, removed.head, "every event moves the head");
     eventually("both removals applied", Duration::from_secs(5), || {
         node.subscriber.last_seq() == 3
     })

@@ -24,7 +24,8 @@ local function string_field(tag, text)
 end
 
 -- Appends the event whose fields after seq are `body` (revokd.v1.RevocationEvent
--- fields 2..7) to the history; `log_len` bounds the log. Returns its seq.
+-- fields 2..7) to the history; `log_len` bounds the log. Returns its seq and
+-- the head after it.
 local function append(body, log_len)
   local seq = redis.call('INCR', KEYS[3])
   local prev = redis.call('GET', KEYS[5]) or ''
@@ -38,5 +39,5 @@ local function append(body, log_len)
   redis.call('RPUSH', KEYS[6], event)
   redis.call('LTRIM', KEYS[6], -log_len, -1)
   redis.call('PUBLISH', KEYS[4], event)
-  return seq
+  return seq, head
 end

@@ -2,7 +2,8 @@
 -- KEYS: rules (HASH), expiry (ZSET), seq, channel, head, log
 -- ARGV: rule key, revoked_before ("all" or iat seconds), expires_at (seconds),
 --       published_at_ms, log length
--- Returns: {seq, revoked_before, expires_at} of the merged rule.
+-- Returns: {seq, revoked_before, expires_at, head}: the event's seq, the
+-- merged rule, and the history's head after the event.
 -- A stored rule is "<revoked_before>:<expires_at>", revoked_before being
 -- "all" or iat seconds. Numbers stay below 2^53, exact in Lua's doubles, and
 -- are printed with %d, never tostring (which would write 1e+14).
@@ -31,5 +32,5 @@ else
   body = body .. '\32' .. varint(tonumber(revoked_before))
 end
 body = body .. '\40' .. varint(expires_at) .. '\48' .. varint(tonumber(ARGV[4]))
-local seq = append(body, tonumber(ARGV[5]))
-return {seq, revoked_before, string.format('%d', expires_at)}
+local seq, head = append(body, tonumber(ARGV[5]))
+return {seq, revoked_before, string.format('%d', expires_at), head}
