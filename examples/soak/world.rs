@@ -44,6 +44,10 @@ pub(crate) struct World {
     /// When each jti or sid last changed state: a change needs a moment to
     /// propagate before a check may hold it to the new state.
     changed_at: HashMap<String, Instant>,
+    /// While Redis holds an RDB that a later round restarts from: the jtis
+    /// re-approved (answered) since it was written. Such a re-approval may
+    /// come back as a revocation (the documented fail-safe direction).
+    pub(crate) reapproved_since_save: Option<HashSet<String>>,
 }
 
 impl World {
@@ -83,6 +87,19 @@ impl World {
         self.dead_sessions.retain(|sid| live.contains(sid.as_str()));
         self.pending.retain(|id| live.contains(id.as_str()));
         self.changed_at.retain(|id, _| live.contains(id.as_str()));
+        if let Some(reapproved) = self.reapproved_since_save.as_mut() {
+            reapproved.retain(|id| live.contains(id.as_str()));
+        }
+    }
+
+    /// Redis was restarted from an older RDB: every re-approval answered
+    /// since it was written may have come back as a revocation, so those
+    /// tokens leave judgement for good. Returns how many.
+    pub(crate) fn forget_reapprovals_since_save(&mut self) -> usize {
+        let reapproved = self.reapproved_since_save.take().unwrap_or_default();
+        let count = reapproved.len();
+        self.pending.extend(reapproved);
+        count
     }
 
     /// Number of entries the world holds, to show the run itself stays bounded.
@@ -92,5 +109,6 @@ impl World {
             + self.refresh.len()
             + self.pending.len()
             + self.changed_at.len()
+            + self.reapproved_since_save.as_ref().map_or(0, HashSet::len)
     }
 }
