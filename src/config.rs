@@ -77,6 +77,60 @@ pub struct LimitsConfig {
         serialize_with = "ser_duration"
     )]
     pub request_timeout: Duration,
+    /// Longest a connection may take to send a request's headers (and an
+    /// idle keep-alive connection may wait for the next request's); past it
+    /// the connection is closed (default 10s).
+    #[serde(
+        default = "default_header_read_timeout",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub header_read_timeout: Duration,
+    /// Longest a request's body may take to arrive once its headers have;
+    /// past it the answer is 408 and the connection is closed (default 10s).
+    /// A body still arriving holds no `max_concurrent_requests` permit.
+    #[serde(
+        default = "default_body_read_timeout",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub body_read_timeout: Duration,
+    /// Open connections, all peers together; past it a new connection is
+    /// answered 503 and closed at once (default 4096).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Open connections from one peer IP address (default 256).
+    #[serde(default = "default_max_connections_per_peer")]
+    pub max_connections_per_peer: usize,
+    /// Sustained requests per second from one peer IP address to the
+    /// endpoints that take client credentials, counted before
+    /// authentication (default 2000; behind a proxy, every client shares it).
+    #[serde(default = "default_peer_rate_per_second")]
+    pub peer_rate_per_second: f64,
+    /// Requests one peer may make at once to those endpoints (default 4000).
+    #[serde(default = "default_peer_burst")]
+    pub peer_burst: u32,
+    /// argon2 verifications running at once (default 2; each takes ~19 MiB
+    /// and a core).
+    #[serde(default = "default_argon2_concurrency")]
+    pub argon2_concurrency: usize,
+    /// argon2 verifications waiting for a slot; past it the answer is 503
+    /// at once (default 32).
+    #[serde(default = "default_argon2_queue")]
+    pub argon2_queue: usize,
+    /// Failed argon2 verifications allowed per client id, and per peer,
+    /// within `argon2_failure_window`; past it that client id (or peer) is
+    /// answered 429 `slow_down` without argon2 work, except for a secret
+    /// already verified (default 10).
+    #[serde(default = "default_argon2_failures")]
+    pub argon2_failures: u32,
+    /// The window of `argon2_failures` (default 60s).
+    #[serde(
+        default = "default_argon2_failure_window",
+        deserialize_with = "duration",
+        serialize_with = "ser_duration"
+    )]
+    pub argon2_failure_window: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -86,6 +140,16 @@ impl Default for LimitsConfig {
             burst: default_burst(),
             max_concurrent_requests: default_max_concurrent_requests(),
             request_timeout: default_request_timeout(),
+            header_read_timeout: default_header_read_timeout(),
+            body_read_timeout: default_body_read_timeout(),
+            max_connections: default_max_connections(),
+            max_connections_per_peer: default_max_connections_per_peer(),
+            peer_rate_per_second: default_peer_rate_per_second(),
+            peer_burst: default_peer_burst(),
+            argon2_concurrency: default_argon2_concurrency(),
+            argon2_queue: default_argon2_queue(),
+            argon2_failures: default_argon2_failures(),
+            argon2_failure_window: default_argon2_failure_window(),
         }
     }
 }
@@ -436,6 +500,38 @@ impl Config {
         if limits.request_timeout.is_zero() {
             problems.push("limits.request_timeout must be positive".to_owned());
         }
+        for (name, value) in [
+            ("header_read_timeout", limits.header_read_timeout),
+            ("body_read_timeout", limits.body_read_timeout),
+            ("argon2_failure_window", limits.argon2_failure_window),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("limits.{name} must be positive"));
+            }
+        }
+        for (name, value) in [
+            ("max_connections", limits.max_connections),
+            ("max_connections_per_peer", limits.max_connections_per_peer),
+            ("argon2_concurrency", limits.argon2_concurrency),
+        ] {
+            if value == 0 {
+                problems.push(format!("limits.{name} must be at least 1"));
+            }
+        }
+        if limits.max_connections_per_peer > limits.max_connections {
+            problems.push(
+                "limits.max_connections_per_peer must not exceed limits.max_connections".to_owned(),
+            );
+        }
+        if !(limits.peer_rate_per_second.is_finite() && limits.peer_rate_per_second > 0.0) {
+            problems.push("limits.peer_rate_per_second must be a positive number".to_owned());
+        }
+        if limits.peer_burst == 0 {
+            problems.push("limits.peer_burst must be at least 1".to_owned());
+        }
+        if limits.argon2_failures == 0 {
+            problems.push("limits.argon2_failures must be at least 1".to_owned());
+        }
         self.store.problems(&mut problems);
         let mut seen = std::collections::HashSet::new();
         for client in &self.clients {
@@ -516,6 +612,46 @@ fn default_max_concurrent_requests() -> usize {
 
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_body_read_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    4096
+}
+
+fn default_max_connections_per_peer() -> usize {
+    256
+}
+
+fn default_peer_rate_per_second() -> f64 {
+    2000.0
+}
+
+fn default_peer_burst() -> u32 {
+    4000
+}
+
+fn default_argon2_concurrency() -> usize {
+    2
+}
+
+fn default_argon2_queue() -> usize {
+    32
+}
+
+fn default_argon2_failures() -> u32 {
+    10
+}
+
+fn default_argon2_failure_window() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_refresh_cascade() -> Cascade {
@@ -659,6 +795,33 @@ password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"
             "burst",
             "max_concurrent_requests",
             "request_timeout",
+        ] {
+            assert!(err.contains(key), "{key}: {err}");
+        }
+        let config = Config::from_toml("").unwrap();
+        assert_eq!(config.limits.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.limits.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(config.limits.max_connections, 4096);
+        assert_eq!(config.limits.max_connections_per_peer, 256);
+        assert_eq!(config.limits.argon2_concurrency, 2);
+        assert_eq!(config.limits.argon2_queue, 32);
+        let err = Config::from_toml(
+            "[limits]\nheader_read_timeout = \"0s\"\nbody_read_timeout = \"0s\"\n\
+             max_connections = 4\nmax_connections_per_peer = 8\npeer_rate_per_second = -1\n\
+             peer_burst = 0\nargon2_concurrency = 0\nargon2_failures = 0\n\
+             argon2_failure_window = \"0s\"\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for key in [
+            "header_read_timeout",
+            "body_read_timeout",
+            "max_connections_per_peer must not exceed",
+            "peer_rate_per_second",
+            "peer_burst",
+            "argon2_concurrency",
+            "argon2_failures ",
+            "argon2_failure_window",
         ] {
             assert!(err.contains(key), "{key}: {err}");
         }

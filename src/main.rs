@@ -60,6 +60,33 @@ enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+    /// Read or delete a rule directly in Redis: the break-glass for when the
+    /// admin API cannot be used (every admin credential revoked, no issuer
+    /// running). A deletion is published like a re-approval.
+    Rules {
+        /// TOML configuration file naming the Redis topology.
+        #[arg(long, env = "REVOKD_CONFIG")]
+        config: PathBuf,
+        /// Redis URL (overrides the file's `[store]`).
+        #[arg(long)]
+        redis: Option<String>,
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Print the rule Redis holds for KEY (e.g. `client:admin`).
+    Get {
+        /// The rule key.
+        key: String,
+    },
+    /// Delete the rule for KEY and publish the removal to every subscriber.
+    Delete {
+        /// The rule key.
+        key: String,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -87,6 +114,11 @@ fn main() -> anyhow::Result<()> {
         Command::Client {
             command: ClientCommand::New { id },
         } => client_new(&id),
+        Command::Rules {
+            config,
+            redis,
+            command,
+        } => rules(&config, redis, command),
         Command::Serve {
             config,
             listen,
@@ -138,6 +170,58 @@ fn client_new(id: &str) -> anyhow::Result<()> {
     println!("scopes = []");
     println!("audience = []");
     Ok(())
+}
+
+/// `revokd rules get|delete KEY`: straight to the store of `config`.
+fn rules(
+    config: &std::path::Path,
+    redis: Option<String>,
+    command: RulesCommand,
+) -> anyhow::Result<()> {
+    use revokd::rule::RuleKey;
+    use revokd::store::redis::RedisStore;
+    let env = std::env::vars().filter(|(name, _)| name != "REVOKD_CONFIG");
+    let mut config = Config::load(Some(config), env)?;
+    if redis.is_some() {
+        config.store.redis_url = redis;
+        config.store.sentinels.clear();
+        config.store.sentinel_master = None;
+        config.store.cluster.clear();
+    }
+    let topology = config
+        .store
+        .topology()
+        .context("no Redis in [store]: the in-memory store's rules live only in its process")?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async {
+        let store = RedisStore::new(topology, config.store.options())?;
+        match command {
+            RulesCommand::Get { key } => {
+                let key: RuleKey = key.parse()?;
+                match store.get(&key).await? {
+                    Some(rule) => println!(
+                        "{key} revoked_before={:?} expires_at={}",
+                        rule.revoked_before, rule.expires_at
+                    ),
+                    None => println!("{key}: no rule"),
+                }
+            }
+            RulesCommand::Delete { key } => {
+                let key: RuleKey = key.parse()?;
+                let (position, held) = store.remove(&key, revokd::clock::now_millis()).await?;
+                let what = if held {
+                    "deleted"
+                } else {
+                    "held no rule; removal published anyway"
+                };
+                println!("{key}: {what} (seq {})", position.seq);
+            }
+        }
+        anyhow::Ok(())
+    })
 }
 
 /// How long the denylist may go without proving it is in sync with Redis
@@ -231,18 +315,13 @@ async fn serve(
     // drain longer than that plus a margin is a connection that will never
     // finish (a client stalled mid-headers): stop waiting for it.
     let drain_bound = state.config.limits.request_timeout + Duration::from_secs(5);
-    let app = issuer::router(state);
     let signalled = std::sync::Arc::new(tokio::sync::Notify::new());
     let notify = signalled.clone();
-    let serving = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    // The issuer's own accept loop: connection caps, header read timeout.
+    let serving = issuer::serve(listener, state, async move {
         shutdown_signal().await;
         notify.notify_one();
-    })
-    .into_future();
+    });
     tokio::select! {
         served = serving => served.context("serving")?,
         _ = async {

@@ -199,6 +199,13 @@ impl Subscriber {
         staleness(&self.state)
     }
 
+    /// Whether the denylist ever completed a sync. Before that it knows
+    /// nothing of revocations: every token is unknown, whatever the
+    /// staleness policy says for later.
+    pub fn has_synced(&self) -> bool {
+        self.state.in_sync_at_ms.load(Ordering::Acquire) != 0
+    }
+
     /// Whether the denylist proved in sync within `bound`.
     pub fn is_fresh(&self, bound: Duration) -> bool {
         self.staleness() <= bound

@@ -548,6 +548,8 @@ refresh_ttl = "{refresh_ttl}s"
 [limits]
 rate_per_second = 1000000
 burst = 1000000
+peer_rate_per_second = 1000000
+peer_burst = 1000000
 
 [[signing_keys]]
 kid = "soak"

@@ -22,6 +22,7 @@ use super::form::read_body;
 use super::jwt::TokenKind;
 use crate::clock;
 use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey};
+use crate::store::redis::LATEST_EXPIRY;
 
 /// The scope an admin token must carry.
 pub const ADMIN_SCOPE: &str = "revokd:admin";
@@ -114,18 +115,39 @@ pub async fn create(State(state): State<AppState>, req: Request) -> Result<Respo
             KeyKind::Sub | KeyKind::Client | KeyKind::SubClient
         );
     let expires_at = body.expires_at.unwrap_or(if standing {
-        u64::MAX
+        LATEST_EXPIRY
     } else {
         now.saturating_add(state.max_token_lifetime)
     });
     if expires_at <= now {
         return Err(OAuthError::invalid_request("expires_at is in the past"));
     }
+    // What the rule set can hold exactly, everywhere (Redis, events, every
+    // denylist): seconds up to 2106-02-07. Anything past it is refused
+    // here rather than stored as something else.
+    if expires_at > LATEST_EXPIRY {
+        return Err(OAuthError::invalid_request(format!(
+            "expires_at must be at most {LATEST_EXPIRY} (2106-02-07)"
+        )));
+    }
+    if let RevokedBefore::IssuedAtOrBefore(bound) = revoked_before
+        && bound > LATEST_EXPIRY
+    {
+        return Err(OAuthError::invalid_request(format!(
+            "revoked_before must be \"all\" or at most {LATEST_EXPIRY} (2106-02-07)"
+        )));
+    }
     let rule = Rule {
         key: key.clone(),
         revoked_before,
         expires_at,
     };
+    if locks_out_every_admin(&state, &rule, now) {
+        return Err(OAuthError::invalid_request(
+            "this rule would refuse every admin client's new tokens; \
+             lift it with `revokd rules delete` if one is already in force",
+        ));
+    }
     state.store.revoke(rule.clone()).await?;
     state
         .metrics
@@ -179,6 +201,43 @@ async fn remove(state: &AppState, key: &str) -> Result<StatusCode, OAuthError> {
     }
 }
 
+/// Whether, with `rule` added, no client holding the admin scope could get
+/// a working token any more (each is disabled, or its own tokens revoked for
+/// longer than a minute ahead).
+fn locks_out_every_admin(state: &AppState, rule: &Rule, now: u64) -> bool {
+    let refuses_new = |candidate: &Rule| match candidate.revoked_before {
+        RevokedBefore::All => true,
+        RevokedBefore::IssuedAtOrBefore(bound) => bound > now.saturating_add(60),
+    };
+    let admin_keys = |id: &str| {
+        [
+            RuleKey::Client(id.to_owned()),
+            RuleKey::Sub(id.to_owned()),
+            RuleKey::SubClient {
+                sub: id.to_owned(),
+                client: id.to_owned(),
+            },
+        ]
+    };
+    let mut admins = state
+        .clients
+        .iter()
+        .filter(|client| client.scopes.iter().any(|scope| scope == ADMIN_SCOPE))
+        .peekable();
+    if admins.peek().is_none() {
+        return false;
+    }
+    admins.all(|client| {
+        admin_keys(&client.id).iter().any(|key| {
+            (key == &rule.key && refuses_new(rule))
+                || state
+                    .denylist
+                    .get(key, now)
+                    .is_some_and(|held| refuses_new(&held))
+        })
+    })
+}
+
 fn parse_key(key: &str) -> Result<RuleKey, OAuthError> {
     key.parse()
         .map_err(|e: crate::rule::RuleError| OAuthError::invalid_request(e.to_string()))
@@ -187,6 +246,8 @@ fn parse_key(key: &str) -> Result<RuleKey, OAuthError> {
 /// The bearer token must be an active access token of ours with the admin
 /// scope.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
+    // Before the first sync a revoked admin token would look live.
+    state.require_synced()?;
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())

@@ -6,6 +6,14 @@
 //! argon2 PHC string, verified once and then cached keyed by a SHA-256 of
 //! (client, stored hash, presented secret), so a busy client does not pay
 //! argon2 on every request and a wrong secret does not cost argon2 twice.
+//!
+//! argon2 work is bounded whatever the clients do: at most
+//! `limits.argon2_concurrency` verifications run at once, and the slot is
+//! held by the blocking task itself, so a request cancelled mid-verification
+//! (timeout, closed connection) frees nothing until the work is done; at most
+//! `limits.argon2_queue` wait, past that the answer is 503 at once; and a
+//! client id or peer past `limits.argon2_failures` recent failures gets
+//! 429 without argon2 work (see [`super::limit::RateLimits`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -15,16 +23,15 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::digest::{SHA256, digest};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::OAuthError;
 use super::form::{OAuthForm, decode_component};
 use super::jwt::Audience;
+use super::limit::{Peer, RateLimits};
 use crate::config::{ClientConfig, Config, GrantType};
+use crate::metrics::IssuerMetrics;
 
-/// How many argon2 verifications may run at once (each takes ~19 MiB and a
-/// core for tens of milliseconds).
-const ARGON2_CONCURRENCY: usize = 2;
 /// Cached argon2 outcomes per kind before the cache is cleared.
 const ARGON2_CACHE_MAX: usize = 4096;
 
@@ -68,7 +75,12 @@ pub struct Clients {
     by_id: HashMap<String, Arc<Client>>,
     argon2_ok: Mutex<HashSet<[u8; 32]>>,
     argon2_bad: Mutex<HashSet<[u8; 32]>>,
-    argon2_slots: Semaphore,
+    /// `limits.argon2_concurrency` permits: verifications running.
+    argon2_slots: Arc<Semaphore>,
+    /// `argon2_concurrency + argon2_queue` permits: verifications running
+    /// or waiting.
+    argon2_admission: Arc<Semaphore>,
+    metrics: IssuerMetrics,
 }
 
 /// Why a `secret_hash` is unusable.
@@ -79,8 +91,9 @@ pub struct BadSecretHash(String);
 // === impl Clients ===
 
 impl Clients {
-    /// Resolves `[[clients]]` against the defaults of `config`.
-    pub fn new(config: &Config) -> Result<Clients, BadSecretHash> {
+    /// Resolves `[[clients]]` against the defaults of `config`; argon2
+    /// refusals and gauges go to `metrics`.
+    pub fn new(config: &Config, metrics: &IssuerMetrics) -> Result<Clients, BadSecretHash> {
         let mut by_id = HashMap::new();
         for c in &config.clients {
             let client = resolve(config, c)?;
@@ -90,7 +103,15 @@ impl Clients {
             by_id,
             argon2_ok: Mutex::new(HashSet::new()),
             argon2_bad: Mutex::new(HashSet::new()),
-            argon2_slots: Semaphore::new(ARGON2_CONCURRENCY),
+            argon2_slots: Arc::new(Semaphore::new(config.limits.argon2_concurrency)),
+            argon2_admission: Arc::new(Semaphore::new(
+                config
+                    .limits
+                    .argon2_concurrency
+                    .saturating_add(config.limits.argon2_queue)
+                    .min(Semaphore::MAX_PERMITS),
+            )),
+            metrics: metrics.clone(),
         })
     }
 
@@ -100,9 +121,13 @@ impl Clients {
     }
 
     /// Authenticates the request's client: exactly one method, the secret
-    /// checked in constant time.
+    /// checked in constant time. argon2 failures are counted in `limits`
+    /// against the client id and `peer`, and no argon2 work is done for
+    /// either once they are used up (429).
     pub async fn authenticate(
         &self,
+        peer: Peer,
+        limits: &RateLimits,
         headers: &HeaderMap,
         form: &OAuthForm,
     ) -> Result<Arc<Client>, OAuthError> {
@@ -114,7 +139,10 @@ impl Clients {
         };
         let ok = match &client.secret {
             SecretHash::Sha256(stored) => sha256_matches(stored, &secret),
-            SecretHash::Argon2(phc) => self.argon2_matches(&client.id, phc, secret).await?,
+            SecretHash::Argon2(phc) => {
+                self.argon2_matches(&client.id, phc, secret, peer, limits)
+                    .await?
+            }
         };
         if ok {
             Ok(client.clone())
@@ -128,6 +156,8 @@ impl Clients {
         id: &str,
         phc: &Arc<str>,
         secret: String,
+        peer: Peer,
+        limits: &RateLimits,
     ) -> Result<bool, OAuthError> {
         let cache_key = {
             let mut ctx = ring::digest::Context::new(&SHA256);
@@ -145,7 +175,14 @@ impl Clients {
         if lock(&self.argon2_bad).contains(&cache_key) {
             return Ok(false);
         }
+        if let Err(wait) = limits.argon2_allowed(id, peer, limits.now()) {
+            self.metrics.refused("argon2_failures");
+            return Err(OAuthError::SlowDown(wait));
+        }
         let ok = self.verify_argon2(phc.clone(), secret).await?;
+        if !ok {
+            limits.argon2_failed(id, peer, limits.now());
+        }
         let cache = if ok {
             &self.argon2_ok
         } else {
@@ -162,16 +199,43 @@ impl Clients {
 
 impl Clients {
     /// Verifies `password` against an argon2 PHC string on the blocking
-    /// pool, at most `ARGON2_CONCURRENCY` (2) at a time, so a flood of
+    /// pool, at most `limits.argon2_concurrency` at a time, so a flood of
     /// password or secret guesses queues instead of taking every core and
-    /// ~19 MiB per attempt. The password grant uses it too.
+    /// ~19 MiB per attempt; with `limits.argon2_queue` already waiting, 503
+    /// at once. The permits move into the blocking task: a caller that gives
+    /// up (timeout, closed connection) does not free its slot before the
+    /// work is done. The password grant uses it too.
     pub async fn verify_argon2(&self, phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
-        let _slot = self
+        let Ok(admitted) = self.argon2_admission.clone().try_acquire_owned() else {
+            self.metrics.refused("argon2_queue");
+            return Err(OAuthError::Overloaded);
+        };
+        let waiting = GaugeGuard::inc(&self.metrics.argon2_waiting);
+        let slot = self
             .argon2_slots
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| OAuthError::Internal("argon2 semaphore closed".into()))?;
-        verify_argon2(phc, password).await
+        drop(waiting);
+        let running = self.metrics.argon2_running.clone();
+        verify_argon2(phc, password, [admitted, slot], running).await
+    }
+}
+
+/// Increments a gauge, and decrements it when dropped.
+struct GaugeGuard(prometheus::IntGauge);
+
+impl GaugeGuard {
+    fn inc(gauge: &prometheus::IntGauge) -> GaugeGuard {
+        gauge.inc();
+        GaugeGuard(gauge.clone())
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -179,10 +243,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Verifies `password` against an argon2 PHC string on the blocking pool.
-async fn verify_argon2(phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
+/// Verifies `password` against an argon2 PHC string on the blocking pool;
+/// the task holds `permits` until it is done, and counts itself in
+/// `running`.
+async fn verify_argon2(
+    phc: Arc<str>,
+    password: String,
+    permits: [OwnedSemaphorePermit; 2],
+    running: prometheus::IntGauge,
+) -> Result<bool, OAuthError> {
     tokio::task::spawn_blocking(move || {
         use argon2::{Argon2, PasswordHash, PasswordVerifier};
+        let _permits = permits;
+        let _running = GaugeGuard::inc(&running);
         let Ok(hash) = PasswordHash::new(&phc) else {
             return false;
         };

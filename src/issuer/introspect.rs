@@ -25,8 +25,12 @@ pub async fn introspect(
     headers: HeaderMap,
     form: OAuthForm,
 ) -> Result<Response, OAuthError> {
-    state.authenticate(peer, &headers, &form).await?;
+    let client = state.authenticate(peer, &headers, &form).await?;
+    if state.client_disabled(&client) {
+        return Err(OAuthError::InvalidClient);
+    }
     let token = form.require("token")?;
+    state.require_synced()?;
     let active = state
         .verify(token, Some(TokenKind::Access))
         .filter(|(_, claims)| {

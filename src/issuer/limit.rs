@@ -27,7 +27,10 @@
 //!
 //! Client authentication itself stays cheap enough to run before the check:
 //! a `sha256:` secret costs one hash, and argon2 secrets are verified at most
-//! two at a time and cached (see [`super::client_auth`]).
+//! `limits.argon2_concurrency` at a time, from a bounded queue, and cached
+//! (see [`super::client_auth`]). Before authentication, the credential
+//! endpoints are also limited per peer, and argon2 failures per client id
+//! and per peer (see [`RateLimits`]).
 //!
 //! # Hot path
 //!
@@ -70,11 +73,28 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
     }
 }
 
-/// The per-client limiter of an issuer.
+/// The per-client limiter of an issuer, and the per-peer ones that run
+/// before authentication.
+///
+/// # Before authentication
+///
+/// - Every request to an endpoint that takes client credentials first takes
+///   a token from its peer's `requests` bucket (`limits.peer_rate_per_second`,
+///   `limits.peer_burst`): one host hammering those endpoints is refused 429
+///   before any credential is even looked at, and other hosts are not.
+/// - argon2 failures are counted per client id and per peer
+///   (`limits.argon2_failures` per `limits.argon2_failure_window`, a bucket
+///   that refills at that rate). A client id or peer whose count is used up
+///   gets 429 `slow_down` *without argon2 work* for a secret not verified
+///   before; a secret already verified (cached) still authenticates, so
+///   guesses under a real client's id cannot lock out its running instances.
 #[derive(Debug)]
 pub struct RateLimits {
     clients: Buckets<String>,
     peers: Buckets<Option<IpAddr>>,
+    requests: Buckets<Option<IpAddr>>,
+    argon2_clients: Buckets<String>,
+    argon2_peers: Buckets<Option<IpAddr>>,
     origin: Instant,
 }
 
@@ -83,11 +103,45 @@ impl RateLimits {
     pub fn new(config: &LimitsConfig) -> RateLimits {
         let rate = config.rate_per_second;
         let burst = f64::from(config.burst);
+        let failures = f64::from(config.argon2_failures);
+        let failure_rate = failures / config.argon2_failure_window.as_secs_f64();
         RateLimits {
             clients: Buckets::new(rate, burst, SHARD_CAPACITY),
             peers: Buckets::new(rate, burst, SHARD_CAPACITY),
+            requests: Buckets::new(
+                config.peer_rate_per_second,
+                f64::from(config.peer_burst),
+                SHARD_CAPACITY,
+            ),
+            argon2_clients: Buckets::new(failure_rate, failures, SHARD_CAPACITY),
+            argon2_peers: Buckets::new(failure_rate, failures, SHARD_CAPACITY),
             origin: Instant::now(),
         }
+    }
+
+    /// Charges one request to a credential endpoint to its peer, before
+    /// anything else is done with it.
+    pub fn charge_request(&self, peer: Peer, now: Duration) -> Result<(), Duration> {
+        self.requests.take(&peer.0, now)
+    }
+
+    /// Whether argon2 work may be spent on a secret presented for
+    /// `client_id` by `peer`: `Err(wait)` when either has used up its
+    /// failures.
+    pub fn argon2_allowed(
+        &self,
+        client_id: &str,
+        peer: Peer,
+        now: Duration,
+    ) -> Result<(), Duration> {
+        self.argon2_clients.available(client_id, now)?;
+        self.argon2_peers.available(&peer.0, now)
+    }
+
+    /// Counts one failed argon2 verification against `client_id` and `peer`.
+    pub fn argon2_failed(&self, client_id: &str, peer: Peer, now: Duration) {
+        let _ = self.argon2_clients.take(client_id, now);
+        let _ = self.argon2_peers.take(&peer.0, now);
     }
 
     /// Now, on the limiter's monotonic scale.
@@ -164,6 +218,29 @@ impl<K: Hash + Eq> Buckets<K> {
         let result = self.take_from(&mut bucket, now);
         shard.insert(key.to_owned(), bucket);
         result
+    }
+
+    /// Whether `key` has a token at `now`, without taking it (a key with no
+    /// bucket has its whole burst).
+    fn available<Q>(&self, key: &Q, now: Duration) -> Result<(), Duration>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
+        let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(bucket) = shard.get(key) else {
+            return Ok(());
+        };
+        let mut bucket = *bucket;
+        drop(shard);
+        let elapsed = now.saturating_sub(bucket.updated).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
+        if bucket.tokens >= 1.0 {
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        }
     }
 
     fn take_from(&self, bucket: &mut Bucket, now: Duration) -> Result<(), Duration> {
@@ -255,6 +332,18 @@ mod tests {
         assert!(b.take(&20_000, later).is_ok());
         assert!(b.take(&20_001, later).is_ok());
         assert!(b.len() <= 2 * SHARDS);
+    }
+
+    #[test]
+    fn available_peeks_without_taking() {
+        let b: Buckets<String> = Buckets::new(1.0, 2.0, 16);
+        assert!(b.available("a", Duration::ZERO).is_ok());
+        assert!(b.take("a", Duration::ZERO).is_ok());
+        assert!(b.available("a", Duration::ZERO).is_ok());
+        assert!(b.available("a", Duration::ZERO).is_ok());
+        assert!(b.take("a", Duration::ZERO).is_ok());
+        assert!(b.available("a", Duration::ZERO).is_err());
+        assert!(b.available("a", Duration::from_secs(1)).is_ok());
     }
 
     #[test]

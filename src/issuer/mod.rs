@@ -19,13 +19,25 @@
 //!    template, status, latency; never a header, a query string or a body,
 //!    so no token or secret), the latency histogram, RFC 6749 JSON for the
 //!    framework's bare errors.
-//! 2. `shed`: at most `limits.max_concurrent_requests` in flight; above it
+//! 0. Before any of them, [`serve`] (the accept loop): caps on open
+//!    connections (`limits.max_connections`, `limits.max_connections_per_peer`)
+//!    and the header read timeout (`limits.header_read_timeout`).
+//! 2. `read_body`: on the endpoints that take client credentials, the
+//!    per-peer limit first (`limits.peer_rate_per_second`, 429); then the
+//!    whole body is read, at most [`BODY_LIMIT`] bytes (413) within
+//!    `limits.body_read_timeout` (408), *before* the request may take a
+//!    load-shedding permit: a peer that sends headers and no body holds a
+//!    connection (capped), never a permit.
+//! 3. `shed`: at most `limits.max_concurrent_requests` in flight; above it
 //!    503 `temporarily_unavailable` with `Retry-After: 1` at once, rather
 //!    than a queue that only adds latency. Probes and `/metrics` are exempt,
 //!    so an overloaded replica is not also declared dead.
-//! 3. Panics become 500; `limits.request_timeout` bounds every request (503).
-//! 4. Per-client rate limits run in the handlers, right after client
+//! 4. Panics become 500; `limits.request_timeout` bounds every request once
+//!    its body has arrived (503).
+//! 5. Per-client rate limits run in the handlers, right after client
 //!    authentication ([`App::authenticate`], [`limit`]).
+//!
+//! Every refusal is counted in `revokd_http_refused_total{reason}`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,12 +58,14 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 use tracing::Instrument;
 
+use crate::clock;
 use crate::config::{Config, UserConfig};
 use crate::denylist::Denylist;
 use crate::keys::KeySet;
 use crate::metrics::IssuerMetrics;
-use crate::store::RevocationStore;
+use crate::rule::{RevokedBefore, RuleKey};
 use crate::store::memory::MemoryStore;
+use crate::store::{RevocationStore, StoreError};
 
 pub mod admin;
 pub mod client_auth;
@@ -63,7 +77,10 @@ pub mod limit;
 pub mod metadata;
 pub mod replicated;
 pub mod revoke;
+pub mod server;
 pub mod token;
+
+pub use server::serve;
 
 use client_auth::{Client, Clients};
 use error::{ErrorCode, OAuthError};
@@ -79,6 +96,15 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// Routes the load shedder never refuses: a busy replica must still answer
 /// its liveness probe and be scraped.
 const NEVER_SHED: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// Routes that take client credentials: limited per peer before
+/// authentication.
+const CREDENTIAL_ROUTES: [&str; 4] = [
+    "/oauth2/token",
+    "/oauth2/revoke",
+    "/revoke",
+    "/oauth2/introspect",
+];
 
 /// Everything the handlers share; built once at start-up.
 pub struct App {
@@ -162,6 +188,31 @@ impl std::ops::Deref for AppState {
 }
 
 impl App {
+    /// Whether a `client:` rule refuses tokens issued now for `client`
+    /// (an administrator disabled it): such a client is refused at every
+    /// endpoint, not only at the token endpoint.
+    pub fn client_disabled(&self, client: &Client) -> bool {
+        let now = clock::now_secs();
+        self.denylist
+            .get(&RuleKey::Client(client.id.clone()), now)
+            .is_some_and(|rule| match rule.revoked_before {
+                RevokedBefore::All => true,
+                RevokedBefore::IssuedAtOrBefore(bound) => bound >= now,
+            })
+    }
+
+    /// Refuses with 503 until the denylist completed its first sync: before
+    /// it nothing is known of revocations.
+    pub fn require_synced(&self) -> Result<(), OAuthError> {
+        if self.store.has_synced() {
+            Ok(())
+        } else {
+            Err(OAuthError::Store(StoreError::Unavailable(
+                "the denylist has not synced with redis yet".to_owned(),
+            )))
+        }
+    }
+
     /// Verifies a token of ours now (see [`jwt::verify`]); revocation is not
     /// checked.
     pub fn verify(
@@ -188,7 +239,10 @@ impl App {
         headers: &HeaderMap,
         form: &OAuthForm,
     ) -> Result<Arc<Client>, OAuthError> {
-        let result = self.clients.authenticate(headers, form).await;
+        let result = self
+            .clients
+            .authenticate(peer, &self.rate_limits, headers, form)
+            .await;
         let now = self.rate_limits.now();
         match result {
             Ok(client) => {
@@ -233,8 +287,8 @@ impl AppState {
         denylist: Denylist,
         registry: Registry,
     ) -> Result<AppState, SetupError> {
-        let clients = Clients::new(&config)?;
         let metrics = IssuerMetrics::register(&registry)?;
+        let clients = Clients::new(&config, &metrics)?;
         let mut users = std::collections::HashMap::new();
         for UserConfig {
             username,
@@ -293,9 +347,10 @@ impl AppState {
 
 /// The issuer's routes with every layer.
 ///
-/// Serve it with `into_make_service_with_connect_info::<SocketAddr>()`:
-/// failed client authentications are then rate-limited per peer address;
-/// without the peer address they all share one bucket.
+/// Serve it with [`serve`] (or `into_make_service_with_connect_info::<SocketAddr>()`,
+/// without the connection caps and the header timeout): failed client
+/// authentications are then rate-limited per peer address; without the peer
+/// address they all share one bucket.
 pub fn router(state: AppState) -> Router {
     let timeout = state.config.limits.request_timeout;
     Router::new()
@@ -331,6 +386,7 @@ pub fn router(state: AppState) -> Router {
             },
         ))
         .layer(middleware::from_fn_with_state(state.clone(), shed))
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state)
 }
@@ -411,9 +467,86 @@ async fn shed(State(state): State<AppState>, req: Request, next: Next) -> Respon
         return next.run(req).await;
     }
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        state.metrics.refused("overloaded");
         return OAuthError::Overloaded.into_response();
     };
     next.run(req).await
+}
+
+/// Charges a request to a credential endpoint to its peer (429 past
+/// `limits.peer_rate_per_second`), then reads its whole body, at most
+/// [`BODY_LIMIT`] bytes (413) within `limits.body_read_timeout` (408, and
+/// the connection is closed), so that only requests whose body has arrived
+/// go on to [`shed`] and take a permit. When `limits.request_timeout` is the
+/// shorter of the two it bounds the read instead (503, as past it anywhere).
+async fn read_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use futures_util::StreamExt;
+
+    if CREDENTIAL_ROUTES.contains(&req.uri().path()) {
+        let peer = Peer(
+            req.extensions()
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        );
+        let now = state.rate_limits.now();
+        if let Err(wait) = state.rate_limits.charge_request(peer, now) {
+            state.metrics.refused("peer_rate");
+            return OAuthError::SlowDown(wait).into_response();
+        }
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        state.metrics.refused("body_too_large");
+        return closing(OAuthError::PayloadTooLarge.into_response());
+    }
+    let limits = &state.config.limits;
+    let (parts, body) = req.into_parts();
+    let read = async {
+        let mut stream = body.into_data_stream();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|_| None)?;
+            if bytes.len() + chunk.len() > BODY_LIMIT {
+                return Err(Some(OAuthError::PayloadTooLarge));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(bytes)
+    };
+    let bound = limits.body_read_timeout.min(limits.request_timeout);
+    match tokio::time::timeout(bound, read).await {
+        Ok(Ok(bytes)) => {
+            next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+                .await
+        }
+        Ok(Err(Some(too_large))) => {
+            state.metrics.refused("body_too_large");
+            closing(too_large.into_response())
+        }
+        // The peer closed or broke the connection mid-body: nobody reads
+        // the answer.
+        Ok(Err(None)) => closing(
+            OAuthError::invalid_request("the request body could not be read").into_response(),
+        ),
+        Err(_) if limits.body_read_timeout <= limits.request_timeout => {
+            state.metrics.refused("body_timeout");
+            closing(StatusCode::REQUEST_TIMEOUT.into_response())
+        }
+        Err(_) => closing(StatusCode::SERVICE_UNAVAILABLE.into_response()),
+    }
+}
+
+/// Marks a response as the connection's last (its request body was not
+/// read to the end).
+fn closing(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 /// Replaces the body of a bare error response with RFC 6749 JSON, keeping

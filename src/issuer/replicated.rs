@@ -202,6 +202,12 @@ impl RevocationStore for RedisRevocationStore {
         Box::pin(async move { Ok(self.store.confirm_refresh(jti, attempt).await?) })
     }
 
+    fn has_synced(&self) -> bool {
+        self.subscriber
+            .as_ref()
+            .is_none_or(|(subscriber, _)| subscriber.has_synced())
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.store.seq().await?;

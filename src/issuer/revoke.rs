@@ -28,6 +28,9 @@ pub async fn revoke(
     form: OAuthForm,
 ) -> Result<Response, OAuthError> {
     let client = state.authenticate(peer, &headers, &form).await?;
+    if state.client_disabled(&client) {
+        return Err(OAuthError::InvalidClient);
+    }
     let token = form.require("token")?;
     let Some((kind, claims)) = state.verify(token, None) else {
         return Ok(done());

@@ -144,53 +144,65 @@ async fn refresh(
     if old.client_id != client.id {
         return Err(BAD);
     }
+    state.require_synced()?;
+    // The session's user must still exist (password and, later,
+    // authorization-code sessions are a user's).
+    if old.sub != client.id && !state.users.contains_key(&old.sub) {
+        return Err(OAuthError::InvalidGrant("the user no longer exists"));
+    }
     let now = clock::now_secs();
-    if state.denylist.is_revoked(&old.token_keys(), now).is_some() {
+    // The session, user and client rules (a `jti` key no rule can have,
+    // since rule values are never empty, leaves the token's own out).
+    let session = crate::rule::TokenKeys {
+        jti: "",
+        ..old.token_keys()
+    };
+    if state.denylist.is_revoked(&session, now).is_some() {
         return Err(BAD);
     }
+    // A `jti:` rule on a refresh token is its retirement (or a revocation of
+    // that token alone): the one mark of a rotation that Redis replicates,
+    // snapshots and restores like every rule.
+    let retired = state
+        .denylist
+        .get(&RuleKey::Jti(old.jti.clone()), now)
+        .is_some();
+    // The session keeps only the scopes the client still has.
     let allowed: Vec<String> = old
         .scope
         .split(' ')
-        .filter(|s| !s.is_empty())
+        .filter(|s| !s.is_empty() && client.scopes.iter().any(|held| held == s))
         .map(str::to_owned)
         .collect();
     let scope = granted_scope(form.get("scope"), &allowed, &allowed)?;
     let ttl = Duration::from_secs(old.exp.saturating_sub(now).max(1));
-    // Claim, sign, confirm, answer (see `RefreshUse`): an attempt whose
-    // answer was lost before the confirm can be retried; one that was
-    // confirmed cannot.
+    // Claim, sign, retire, confirm, answer (see `RefreshUse`): an attempt
+    // whose answer was lost before the confirm can be retried; one that was
+    // confirmed cannot. A retired token whose claim Redis forgot (it lost
+    // its data; the retirement rule was restored) is reuse too.
     let attempt = random_id()?;
-    match state.store.claim_refresh(&old.jti, &attempt, ttl).await? {
-        RefreshUse::First | RefreshUse::Retry => {}
-        RefreshUse::Reused => {
-            state.metrics.refresh_reuse_detected.inc();
-            let rule = Rule {
-                key: RuleKey::Sid(old.sid.clone()),
-                revoked_before: RevokedBefore::All,
-                expires_at: now.saturating_add(client.access_ttl.max(client.refresh_ttl)),
-            };
-            state.store.revoke(rule).await?;
-            state
-                .metrics
-                .revocations
-                .with_label_values(&[KeyKind::Sid.as_str(), "reuse"])
-                .inc();
-            tracing::warn!(client_id = %client.id, "refresh token reuse: session revoked");
-            return Err(OAuthError::InvalidGrant(
-                "refresh token reused: the session is revoked",
-            ));
-        }
+    let found = state.store.claim_refresh(&old.jti, &attempt, ttl).await?;
+    if found == RefreshUse::Reused || (found == RefreshUse::First && retired) {
+        return Err(reuse(state, client, &old, now).await);
     }
-    // RFC 6749 §6: the new refresh token keeps the presented one's scope;
-    // only the access token is narrowed.
+    // RFC 6749 §6: the new refresh token keeps the presented one's scope
+    // (less what the client lost since); only the access token is narrowed.
     let response = issue(
         state,
         client,
         &old.sub,
         scope,
-        Some(old.scope.clone()),
+        Some(allowed.join(" ")),
         &old.sid,
     )?;
+    state
+        .store
+        .revoke(Rule {
+            key: RuleKey::Jti(old.jti.clone()),
+            revoked_before: RevokedBefore::All,
+            expires_at: old.exp,
+        })
+        .await?;
     if !state.store.confirm_refresh(&old.jti, &attempt).await? {
         // A concurrent presentation of the same token took the claim over.
         return Err(OAuthError::InvalidGrant(
@@ -198,6 +210,27 @@ async fn refresh(
         ));
     }
     Ok(response)
+}
+
+/// A retired refresh token presented again: the session dies (RFC 9700
+/// §4.14.2), the thief's tokens and the victim's alike.
+async fn reuse(state: &AppState, client: &Client, old: &Claims, now: u64) -> OAuthError {
+    state.metrics.refresh_reuse_detected.inc();
+    let rule = Rule {
+        key: RuleKey::Sid(old.sid.clone()),
+        revoked_before: RevokedBefore::All,
+        expires_at: now.saturating_add(client.access_ttl.max(client.refresh_ttl)),
+    };
+    if let Err(error) = state.store.revoke(rule).await {
+        return error.into();
+    }
+    state
+        .metrics
+        .revocations
+        .with_label_values(&[KeyKind::Sid.as_str(), "reuse"])
+        .inc();
+    tracing::warn!(client_id = %client.id, "refresh token reuse: session revoked");
+    OAuthError::InvalidGrant("refresh token reused: the session is revoked")
 }
 
 /// Signs an access token with `scope` (and a refresh token with

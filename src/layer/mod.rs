@@ -15,6 +15,7 @@
 //! | a token that fails [`Verifier`] (revoked included) | 401 | `Bearer realm="…", error="invalid_token", error_description="…"` |
 //! | a scope the layer requires is missing | 403 | `Bearer realm="…", error="insufficient_scope", scope="…"` |
 //! | denylist stale past its bound, [`StalePolicy::FailClosed`] | 503 | none (`Retry-After: 1`) |
+//! | denylist never synced (any policy) | 503 | none (`Retry-After: 1`) |
 //!
 //! Refusals have an empty body (`ResBody::default()`), so the layer wraps
 //! any service whose response body has a default: axum's, hyper's, tonic's.
@@ -69,11 +70,21 @@ pub enum StalePolicy {
 pub trait Freshness: Send + Sync + 'static {
     /// Time since the denylist last proved it was in sync.
     fn staleness(&self) -> Duration;
+
+    /// Whether the denylist ever completed a sync (one atomic load: it is
+    /// asked on every request).
+    fn has_synced(&self) -> bool {
+        self.staleness() != Duration::MAX
+    }
 }
 
 impl Freshness for Subscriber {
     fn staleness(&self) -> Duration {
         Subscriber::staleness(self)
+    }
+
+    fn has_synced(&self) -> bool {
+        Subscriber::has_synced(self)
     }
 }
 
@@ -166,11 +177,14 @@ impl Shared {
         if !self.required_scopes.iter().all(|s| claims.has_scope(s)) {
             return Outcome::Reject(Rejection::InsufficientScope);
         }
-        if self.policy == StalePolicy::FailClosed
-            && let Some((freshness, bound)) = &self.freshness
-            && freshness.staleness() > *bound
-        {
-            return Outcome::Reject(Rejection::Stale);
+        if let Some((freshness, bound)) = &self.freshness {
+            // Never synced: nothing is known of revocations, so every token
+            // is unknown whatever the policy; past the bound, the policy.
+            let stale = !freshness.has_synced()
+                || (self.policy == StalePolicy::FailClosed && freshness.staleness() > *bound);
+            if stale {
+                return Outcome::Reject(Rejection::Stale);
+            }
         }
         Outcome::Allow(claims)
     }

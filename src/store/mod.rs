@@ -82,4 +82,11 @@ pub trait RevocationStore: Send + Sync + 'static {
 
     /// Whether the store is reachable (readiness).
     fn ping(&self) -> StoreFuture<'_, ()>;
+
+    /// Whether the issuer's denylist ever completed a sync with the store;
+    /// before that, introspection and refresh cannot know what is revoked
+    /// and answer 503. Always true for a store that is the denylist itself.
+    fn has_synced(&self) -> bool {
+        true
+    }
 }

@@ -207,14 +207,36 @@ pub async fn read_response(mut stream: TcpStream) -> String {
     String::from_utf8(buf).unwrap()
 }
 
+/// A client whose argon2 secret takes about a second to verify (debug
+/// build): a request that holds its load-shedding permit that long.
+pub const SLOWHASH: (&str, &str) = ("slowhash", "slowhash-secret");
+
+/// Registers [`SLOWHASH`].
+pub fn add_slowhash(config: &mut revokd::config::Config) {
+    config.clients.push(revokd::config::ClientConfig {
+        id: SLOWHASH.0.into(),
+        secret_hash: crate::support::costly_argon2(SLOWHASH.1, 16 * 1024, 3),
+        grants: vec![revokd::config::GrantType::ClientCredentials],
+        scopes: vec!["read".into()],
+        default_scopes: None,
+        audience: vec![],
+        access_ttl: None,
+        refresh_ttl: None,
+    });
+}
+
 #[tokio::test]
 async fn requests_past_max_concurrent_are_shed_with_503_but_probes_are_not() {
     let server = start_with(KeySet::ephemeral(KeyAlg::EdDSA).unwrap(), |c| {
         c.limits.max_concurrent_requests = 1;
+        add_slowhash(c);
     })
     .await;
     let addr = server.base.trim_start_matches("http://").to_owned();
-    let (slow, rest) = start_slow_token_request(&addr, MACHINE).await;
+    // A request whose body has arrived and whose argon2 check takes a
+    // while: it holds the only permit (a body still on its way would not).
+    let (slow, rest) = start_slow_token_request(&addr, SLOWHASH).await;
+    let slow = tokio::spawn(async move { finish(slow, &rest).await });
     // Wait until the slow request holds the only permit.
     let mut shed = None;
     for _ in 0..100 {
@@ -236,7 +258,7 @@ async fn requests_past_max_concurrent_are_shed_with_503_but_probes_are_not() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let response = finish(slow, &rest).await;
+    let response = slow.await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("x-request-id: slow-1"), "{response}");
     assert_eq!(cc(&server, MACHINE).await.status(), 200);

@@ -174,9 +174,19 @@ async fn scopes_are_enforced_by_the_layer_and_by_handlers() {
     );
 }
 
+/// Synced once, an hour ago.
 struct Stale;
 
 impl Freshness for Stale {
+    fn staleness(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+}
+
+/// Never synced: nothing is known of revocations.
+struct NeverSynced;
+
+impl Freshness for NeverSynced {
     fn staleness(&self) -> Duration {
         Duration::MAX
     }
@@ -191,7 +201,7 @@ impl Freshness for Fresh {
 }
 
 #[tokio::test]
-async fn a_stale_denylist_fails_closed_only_when_asked_to() {
+async fn a_stale_denylist_fails_closed_only_when_asked_to_and_a_never_synced_one_always() {
     let issuer = support::start().await;
     let verifier = verifier_for(&issuer).await;
     let token = issuer.cc_token(WEB).await;
@@ -213,12 +223,18 @@ async fn a_stale_denylist_fails_closed_only_when_asked_to() {
     assert_eq!(closed.bearer("/api/resource", "junk").await.status(), 401);
 
     let fresh = serve(
-        RequireTokenLayer::new(verifier)
+        RequireTokenLayer::new(verifier.clone())
             .freshness(Fresh, bound)
             .stale_policy(StalePolicy::FailClosed),
     )
     .await;
     assert_eq!(fresh.bearer("/api/resource", &token).await.status(), 200);
+
+    // A denylist that never synced trusts nothing, even failing open.
+    let never = serve(RequireTokenLayer::new(verifier).freshness(NeverSynced, bound)).await;
+    let response = never.bearer("/api/resource", &token).await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
 }
 
 #[tokio::test]

@@ -163,6 +163,7 @@ pub async fn start_on_redis_discoverable(
     config.store.redis_url = Some(redis_url.to_owned());
     let (state, replication) =
         issuer::replicated::on_redis(config, keys, Duration::from_secs(2)).unwrap();
+    first_sync(&replication).await;
     (serve(listener, state), replication)
 }
 
@@ -180,21 +181,30 @@ pub async fn start_on_store(
     config.validate().unwrap();
     let (state, replication) =
         issuer::replicated::on_redis(config, keys, Duration::from_secs(2)).unwrap();
+    first_sync(&replication).await;
     (serve(listener, state), replication)
+}
+
+/// Gives a new issuer a moment for its first sync (before it, introspection
+/// and refresh answer 503); does not insist, since some tests start issuers
+/// while Redis is down.
+async fn first_sync(replication: &issuer::replicated::Replication) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while !replication.subscriber.has_synced() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Serves `state` on `listener` (with peer addresses, for rate limits) and
 /// hands back a client for it.
 fn serve(listener: tokio::net::TcpListener, state: AppState) -> Server {
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let app = issuer::router(state.clone());
+    // The binary's own accept loop, so tests exercise its connection limits.
+    let served = state.clone();
     let task = tokio::spawn(async move {
-        axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .await
-        .unwrap();
+        issuer::serve(listener, served, std::future::pending())
+            .await
+            .unwrap();
     });
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -353,4 +363,14 @@ pub fn assemble(header: &Value, claims: &Value, signature: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(claims.to_string()),
         URL_SAFE_NO_PAD.encode(signature)
     )
+}
+
+/// An argon2id hash that costs `kib` KiB and `passes` passes to verify:
+/// slow enough to watch verifications queue (tests of the argon2 bounds).
+pub fn costly_argon2(password: &str, kib: u32, passes: u32) -> String {
+    let params = Params::new(kib, passes, 1, None).unwrap();
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_with_salt(password.as_bytes(), b"revokd-test-salt")
+        .unwrap()
+        .to_string()
 }

@@ -1,0 +1,234 @@
+//! The issuer's accept loop: HTTP/1.1 over hyper, with what a listener open
+//! to the world needs and `axum::serve` does not offer.
+//!
+//! - **Connection caps**: at most `limits.max_connections` open connections
+//!   in all, `limits.max_connections_per_peer` from one IP address. A
+//!   connection past either cap is answered `503` (`Connection: close`,
+//!   written without waiting) and closed at once; it is counted in
+//!   `revokd_http_refused_total{reason="max_connections"}` or
+//!   `{reason="max_connections_per_peer"}`.
+//! - **Header read timeout**: a connection that has not sent a whole request
+//!   head within `limits.header_read_timeout` (counted from when the server
+//!   starts waiting for it, so an idle keep-alive connection too) is closed,
+//!   `{reason="header_timeout"}`.
+//! - **Graceful shutdown**: when `shutdown` resolves the listener is closed at
+//!   once, idle connections are closed, and the ones serving a request finish
+//!   it; [`serve`] returns when the last one has.
+//!
+//! Each request carries its peer's `ConnectInfo<SocketAddr>`, like
+//! `into_make_service_with_connect_info`, for the per-peer limits.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use super::{AppState, router};
+use crate::metrics::IssuerMetrics;
+
+/// What a connection over a cap is sent before it is closed.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\n\
+connection: close\r\ncontent-length: 79\r\n\r\n\
+{\"error\":\"temporarily_unavailable\",\"error_description\":\"too many connections\"}\n";
+
+/// Serves the issuer's [`router`] for `state` on `listener` until `shutdown`
+/// resolves, then drains (see the module documentation). Errors only if the
+/// listener itself fails for good.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let limits = state.config.limits.clone();
+    let metrics = state.metrics.clone();
+    let app = router(state);
+    let open = Arc::new(Open::new(
+        limits.max_connections,
+        limits.max_connections_per_peer,
+        metrics.clone(),
+    ));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    let (closing_tx, closing_rx) = tokio::sync::watch::channel(false);
+    // Every connection task holds a sender; `recv` answers `None` once the
+    // last one is gone.
+    let (alive_tx, mut alive_rx) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) if is_connection_error(&e) => continue,
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                tracing::error!(error = %e, "accepting a connection");
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
+            }
+        };
+        let slot = match open.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(reason) => {
+                metrics.refused(reason);
+                // Best effort, never waiting: the socket's send buffer is
+                // empty, so the answer fits unless the peer is gone.
+                let _ = stream.try_write(REFUSED);
+                drop(stream);
+                continue;
+            }
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(req)
+        });
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let mut closing = closing_rx.clone();
+        let alive = alive_tx.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let _alive = alive;
+            tokio::pin!(conn);
+            let closed = async move {
+                let _ = closing.wait_for(|closing| *closing).await;
+            };
+            let result = tokio::select! {
+                result = conn.as_mut() => result,
+                () = closed => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                if e.is_timeout() {
+                    metrics.refused("header_timeout");
+                }
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+        });
+    }
+    drop(listener);
+    let _ = closing_tx.send(true);
+    drop(alive_tx);
+    let _ = alive_rx.recv().await;
+    Ok(())
+}
+
+/// Errors of one connection, not of the listener (as `axum::serve` sorts
+/// them).
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ConnectionRefused | ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset
+    )
+}
+
+/// Open connections, in all and per peer address.
+struct Open {
+    max: usize,
+    max_per_peer: usize,
+    counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
+    metrics: IssuerMetrics,
+}
+
+/// One admitted connection; dropping it frees its place.
+struct Slot {
+    open: Arc<Open>,
+    peer: IpAddr,
+}
+
+impl Open {
+    fn new(max: usize, max_per_peer: usize, metrics: IssuerMetrics) -> Open {
+        Open {
+            max,
+            max_per_peer,
+            counts: Mutex::new((0, HashMap::new())),
+            metrics,
+        }
+    }
+
+    /// A place for a connection from `peer`, or the name of the cap it is
+    /// over.
+    fn admit(self: &Arc<Open>, peer: IpAddr) -> Result<Slot, &'static str> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, by_peer) = &mut *counts;
+        if *total >= self.max {
+            return Err("max_connections");
+        }
+        let mine = by_peer.entry(peer).or_insert(0);
+        if *mine >= self.max_per_peer {
+            return Err("max_connections_per_peer");
+        }
+        *mine += 1;
+        *total += 1;
+        self.metrics.http_connections.inc();
+        Ok(Slot {
+            open: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut counts = self.open.counts.lock().unwrap_or_else(|e| e.into_inner());
+        let (total, by_peer) = &mut *counts;
+        *total = total.saturating_sub(1);
+        if let Some(mine) = by_peer.get_mut(&self.peer) {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                by_peer.remove(&self.peer);
+            }
+        }
+        self.open.metrics.http_connections.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_count_in_all_and_per_peer_and_free_on_drop() {
+        let metrics = IssuerMetrics::register(&prometheus::Registry::new()).unwrap();
+        let open = Arc::new(Open::new(3, 2, metrics));
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        let a1 = open.admit(a).unwrap();
+        let _a2 = open.admit(a).unwrap();
+        assert_eq!(open.admit(a).err(), Some("max_connections_per_peer"));
+        let _b1 = open.admit(b).unwrap();
+        assert_eq!(open.admit(b).err(), Some("max_connections"));
+        drop(a1);
+        let _a3 = open.admit(a).unwrap();
+        drop(_a3);
+        drop(_a2);
+        assert!(!open.counts.lock().unwrap().1.contains_key(&a));
+    }
+
+    #[test]
+    fn the_refusal_is_well_formed() {
+        let text = std::str::from_utf8(REFUSED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
+    }
+}
