@@ -175,13 +175,14 @@ impl Follower {
             (Relation::Unproven, None, log.unwrap_or_default())
         };
         match relation {
-            Relation::Continued | Relation::Forked => self.apply_all(events, denylist),
+            Relation::Continued | Relation::Forked => {
+                for event in events {
+                    apply(event, denylist);
+                }
+            }
             Relation::First | Relation::Unproven => {}
         }
-        // A restoring follower's denylist also takes its issuer's own
-        // changes, outside the history followed: a re-approval the store
-        // then lost is not undone by a continuation, so merge for it too.
-        if relation != Relation::Continued || self.restores {
+        if relation != Relation::Continued {
             // Merge, never replace: rules leave only by a proven REMOVE
             // (applied above) or by expiry.
             denylist.apply_batch(&reply.rules);
@@ -270,12 +271,6 @@ impl Follower {
         let first = log.first()?;
         let before = first.seq.checked_sub(1)?;
         shared(before, first.prev_head).then_some((before, log))
-    }
-
-    fn apply_all(&mut self, events: &[Event], denylist: &Denylist) {
-        for event in events {
-            apply(event, denylist);
-        }
     }
 
     /// Takes the store's position: our recent positions up to `keep_until`

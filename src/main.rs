@@ -225,7 +225,7 @@ fn rules(
 }
 
 /// How long the denylist may go without proving it is in sync with Redis
-/// before `/readyz` turns false (the design's default bound).
+/// before `/readyz` turns false (the contract's default bound, `docs/contract.md`).
 const STALENESS_BOUND: Duration = Duration::from_secs(60);
 
 async fn serve(
@@ -243,7 +243,12 @@ async fn serve(
         config.listen = listen;
     }
     if redis.is_some() {
+        // --redis names the whole topology: a Sentinel or Cluster in the
+        // file would otherwise leave two, and none would be chosen.
         config.store.redis_url = redis;
+        config.store.sentinels.clear();
+        config.store.sentinel_master = None;
+        config.store.cluster.clear();
     }
     if dev {
         if listen.is_none() {

@@ -18,7 +18,7 @@
 //!
 //! Writers (event application, expiry, rebuilds) take one mutex, so there is
 //! exactly one writer at a time. Why this structure and not another:
-//! `CRATES.md` measured a whole-map arc-swap snapshot (36 ms to republish
+//! we measured a whole-map arc-swap snapshot (36 ms to republish
 //! 1 M rules per change), papaya (70 bytes a rule, over the 64-byte budget),
 //! `RwLock`/dashmap (readers write the lock word and wait on the writer) and
 //! evmap/left-right (two copies of the map). Copy-on-write shards keep one

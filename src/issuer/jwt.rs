@@ -77,7 +77,7 @@ impl Audience {
     }
 }
 
-/// The claims of both token kinds (the design's exact set).
+/// The claims of both token kinds (the exact set in `docs/contract.md`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// The issuer.

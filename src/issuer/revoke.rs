@@ -1,4 +1,4 @@
-//! `POST /oauth2/revoke` (also `/revoke`): RFC 7009 as the design decides it.
+//! `POST /oauth2/revoke` (also `/revoke`): RFC 7009 as `docs/contract.md` decides it.
 //!
 //! 200 with an empty body for a revoked, already revoked, expired, malformed
 //! or foreign-issuer token: only tokens whose signature verifies become

@@ -79,7 +79,7 @@ impl RequireTokenLayer {
     /// Where the denylist's staleness comes from (usually the
     /// [`Subscriber`](crate::subscriber::Subscriber)), and the bound past
     /// which the [`StalePolicy`] applies ([`DEFAULT_STALENESS_BOUND`] is
-    /// the design's 60 s).
+    /// 60 s, the default of `docs/contract.md`).
     pub fn freshness(mut self, source: impl Freshness, bound: Duration) -> RequireTokenLayer {
         self.freshness = Some((Arc::new(source), bound));
         self
