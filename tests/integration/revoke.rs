@@ -1,4 +1,4 @@
-//! `/oauth2/revoke` (RFC 7009 as the design decides it).
+//! `/oauth2/revoke` (RFC 7009 as `docs/contract.md` decides it).
 
 use crate::support::{self, OTHER, WEB, decode_parts, key_set};
 use revokd::issuer::jwt::{self, Audience, Claims, TokenKind};
@@ -44,23 +44,109 @@ async fn logout_revoking_the_refresh_token_kills_the_sessions_access_tokens() {
     );
 }
 
+/// `/oauth2/revoke` of `token` by `web` with `token_type_hint=hint`: the status.
+async fn revoke_with_hint(server: &support::Server, token: &str, hint: &str) -> u16 {
+    server
+        .post_form(
+            "/oauth2/revoke",
+            Some(WEB),
+            &[("token", token), ("token_type_hint", hint)],
+        )
+        .await
+        .status()
+        .as_u16()
+}
+
+/// The `jti` and `sid` claims of a token.
+fn jti_and_sid(token: &str) -> (String, String) {
+    let (_, claims) = decode_parts(token);
+    let claim = |name: &str| claims[name].as_str().unwrap().to_owned();
+    (claim("jti"), claim("sid"))
+}
+
 #[tokio::test]
 async fn a_wrong_or_unknown_hint_never_stops_the_search() {
+    use revokd::rule::RuleKey;
     let server = support::start().await;
-    let (access, refresh) = server.login(WEB).await;
-    for hint in ["refresh_token", "bogus"] {
-        let token = if hint == "bogus" { &refresh } else { &access };
-        let resp = server
-            .post_form(
-                "/oauth2/revoke",
-                Some(WEB),
-                &[("token", token.as_str()), ("token_type_hint", hint)],
-            )
-            .await;
-        assert_eq!(resp.status(), 200);
+    let listed = |key: RuleKey| {
+        server
+            .state
+            .denylist
+            .get(&key, revokd::clock::now_secs())
+            .is_some()
+    };
+
+    // An access token revoked under a wrong or an unknown hint: exactly that
+    // token is revoked (an access token's revocation is its `jti` only), so
+    // the session's other tokens tell whether the hint changed anything.
+    let (first, refresh) = server.login(WEB).await;
+    let body: Value = server.refresh(WEB, &refresh).await.json().await.unwrap();
+    let second = body["access_token"].as_str().unwrap().to_owned();
+    let body: Value = server
+        .refresh(WEB, body["refresh_token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let live = body["access_token"].as_str().unwrap().to_owned();
+    let live_refresh = body["refresh_token"].as_str().unwrap().to_owned();
+    let (_, sid) = jti_and_sid(&live);
+    for (token, hint) in [(&first, "refresh_token"), (&second, "bogus")] {
+        assert!(server.active(token).await);
+        assert_eq!(revoke_with_hint(&server, token, hint).await, 200, "{hint}");
+        assert!(!server.active(token).await, "hint {hint}: not revoked");
+        let (jti, _) = jti_and_sid(token);
+        assert!(listed(RuleKey::Jti(jti)), "hint {hint}: no jti rule");
     }
-    assert!(!server.active(&access).await);
-    assert_eq!(server.refresh(WEB, &refresh).await.status(), 400);
+    assert!(
+        !listed(RuleKey::Sid(sid.clone())),
+        "the hints did not make an access token revoke its session"
+    );
+    assert!(
+        server.active(&live).await,
+        "the session's other access token"
+    );
+    let (refresh_jti, _) = jti_and_sid(&live_refresh);
+    assert!(!listed(RuleKey::Jti(refresh_jti)));
+    assert_eq!(
+        server.refresh(WEB, &live_refresh).await.status(),
+        200,
+        "the session's refresh token"
+    );
+
+    // A refresh token revoked under a wrong or an unknown hint: its session
+    // dies, and only its session.
+    for hint in ["access_token", "bogus"] {
+        let (access, refresh) = server.login(WEB).await;
+        let (bystander, bystander_refresh) = server.login(WEB).await;
+        assert_eq!(
+            revoke_with_hint(&server, &refresh, hint).await,
+            200,
+            "{hint}"
+        );
+        let (_, sid) = jti_and_sid(&refresh);
+        assert!(listed(RuleKey::Sid(sid)), "hint {hint}: no sid rule");
+        assert!(!server.active(&access).await, "hint {hint}: session lives");
+        assert_eq!(server.refresh(WEB, &refresh).await.status(), 400, "{hint}");
+        assert!(
+            server.active(&bystander).await,
+            "hint {hint}: other session"
+        );
+        assert_eq!(
+            server.refresh(WEB, &bystander_refresh).await.status(),
+            200,
+            "hint {hint}: other session's refresh token"
+        );
+    }
+    let metrics = server.metrics().await;
+    assert!(
+        metrics.contains("revokd_revocations_total{kind=\"jti\",source=\"revoke\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("revokd_revocations_total{kind=\"sid\",source=\"revoke\"} 2\n"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

@@ -176,22 +176,96 @@ async fn basic_credentials_are_form_urldecoded() {
     assert_eq!(claims["client_id"], ODD.0);
 }
 
+/// Runs `work` and counts the argon2 verifications that started meanwhile:
+/// the rises of `revokd_argon2_running` from 0, sampled by a thread of its
+/// own every 100 µs (a verification of the hash below takes far longer).
+async fn argon2_runs<T>(server: &support::Server, work: impl Future<Output = T>) -> (T, usize) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let running = server.state.metrics.argon2_running.clone();
+    assert_eq!(
+        running.get(),
+        0,
+        "an argon2 verification is already running"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = std::thread::spawn({
+        let stop = stop.clone();
+        move || {
+            let (mut rises, mut was_running) = (0, false);
+            loop {
+                // Read the flag first, so the last sample follows `work`.
+                let last = stop.load(Ordering::SeqCst);
+                let now_running = running.get() > 0;
+                if now_running && !was_running {
+                    rises += 1;
+                }
+                was_running = now_running;
+                if last {
+                    return rises;
+                }
+                std::thread::sleep(std::time::Duration::from_micros(100));
+            }
+        }
+    });
+    let out = work.await;
+    stop.store(true, Ordering::SeqCst);
+    (out, sampler.join().unwrap())
+}
+
 #[tokio::test]
 async fn argon2_client_secrets_verify_and_repeat_from_the_cache() {
-    let server = support::start().await;
-    for _ in 0..3 {
-        server.cc_token(ARGON).await;
-    }
-    for _ in 0..2 {
-        let resp = server
-            .post_form(
-                "/oauth2/token",
-                Some((ARGON.0, "nope")),
-                &[("grant_type", "client_credentials")],
-            )
-            .await;
-        assert_eq!(resp.status(), 401);
-    }
+    let keys = revokd::keys::KeySet::ephemeral(revokd::keys::KeyAlg::EdDSA).unwrap();
+    let server = support::start_with(keys, |c| {
+        // Slow enough to be seen running (8 MiB, one pass).
+        let argon = c.clients.iter_mut().find(|c| c.id == ARGON.0).unwrap();
+        argon.secret_hash = support::costly_argon2(ARGON.1, 8 * 1024, 1);
+        // One failed verification per client id: a wrong secret verified a
+        // second time instead of answered from the cache would be 429.
+        c.limits.argon2_failures = 1;
+    })
+    .await;
+    let attempt = |secret: &'static str| {
+        let server = &server;
+        async move {
+            server
+                .post_form(
+                    "/oauth2/token",
+                    Some((ARGON.0, secret)),
+                    &[("grant_type", "client_credentials")],
+                )
+                .await
+                .status()
+                .as_u16()
+        }
+    };
+    let repeat = |secret: &'static str, times: usize| async move {
+        let mut statuses = Vec::new();
+        for _ in 0..times {
+            statuses.push(attempt(secret).await);
+        }
+        statuses
+    };
+
+    // The first check of a secret runs argon2; every repeat is answered from
+    // the cache, without argon2 work.
+    let (status, runs) = argon2_runs(&server, attempt(ARGON.1)).await;
+    assert_eq!((status, runs), (200, 1), "(status, verifications)");
+    let (statuses, runs) = argon2_runs(&server, repeat(ARGON.1, 10)).await;
+    assert_eq!(statuses, [200; 10]);
+    assert_eq!(runs, 0, "verifications of a secret already verified");
+
+    // A wrong secret does not cost argon2 twice either.
+    let (status, runs) = argon2_runs(&server, attempt("nope")).await;
+    assert_eq!((status, runs), (401, 1), "(status, verifications)");
+    let (statuses, runs) = argon2_runs(&server, repeat("nope", 5)).await;
+    assert_eq!(statuses, [401; 5], "a repeat is not a new failure");
+    assert_eq!(runs, 0, "verifications of a secret already refused");
+
+    // The right secret is still answered from the cache, although the
+    // client id has used up its failures.
+    let (statuses, runs) = argon2_runs(&server, repeat(ARGON.1, 3)).await;
+    assert_eq!((statuses, runs), (vec![200; 3], 0));
 }
 
 #[tokio::test]
