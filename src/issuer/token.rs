@@ -176,13 +176,14 @@ async fn refresh(
         .collect();
     let scope = granted_scope(form.get("scope"), &allowed, &allowed)?;
     let ttl = Duration::from_secs(old.exp.saturating_sub(now).max(1));
-    // Claim, sign, retire, confirm, answer (see `RefreshUse`): an attempt
+    // Claim, sign, confirm, retire, answer (see `RefreshUse`): an attempt
     // whose answer was lost before the confirm can be retried; one that was
-    // confirmed cannot. A retired token whose claim Redis forgot (it lost
-    // its data; the retirement rule was restored) is reuse too.
+    // confirmed cannot. A retired token is reuse whatever its claim says
+    // (Redis lost the claim and the restored rule remains, or a reuse whose
+    // session revocation failed is presented again).
     let attempt = random_id()?;
     let found = state.store.claim_refresh(&old.jti, &attempt, ttl).await?;
-    if found == RefreshUse::Reused || (found == RefreshUse::First && retired) {
+    if found == RefreshUse::Reused || retired {
         return Err(reuse(state, client, &old, now).await);
     }
     // RFC 6749 §6: the new refresh token keeps the presented one's scope
@@ -195,19 +196,22 @@ async fn refresh(
         Some(allowed.join(" ")),
         &old.sid,
     )?;
-    state
-        .store
-        .revoke(Rule {
-            key: RuleKey::Jti(old.jti.clone()),
-            revoked_before: RevokedBefore::All,
-            expires_at: old.exp,
-        })
-        .await?;
     if !state.store.confirm_refresh(&old.jti, &attempt).await? {
         // A concurrent presentation of the same token took the claim over.
         return Err(OAuthError::InvalidGrant(
             "refresh token already being rotated by another request",
         ));
+    }
+    // The rotation is answered from here on (the confirmed claim already
+    // makes a replay reuse); the retirement rule is the copy that survives
+    // Redis losing its data, so its failure is logged, not answered 503.
+    let retirement = Rule {
+        key: RuleKey::Jti(old.jti.clone()),
+        revoked_before: RevokedBefore::All,
+        expires_at: old.exp,
+    };
+    if let Err(error) = state.store.revoke(retirement).await {
+        tracing::warn!(%error, client_id = %client.id, "retiring a rotated refresh token");
     }
     Ok(response)
 }

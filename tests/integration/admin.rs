@@ -4,14 +4,7 @@ use crate::support::{self, MACHINE, OTHER, WEB, decode_parts};
 use serde_json::{Value, json};
 
 async fn admin_post(server: &support::Server, token: &str, body: Value) -> reqwest::Response {
-    server
-        .http
-        .post(format!("{}/admin/revocations", server.base))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
+    server.admin_post(token, &body).await
 }
 
 #[tokio::test]

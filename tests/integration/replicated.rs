@@ -52,21 +52,8 @@ async fn a_refresh_token_replayed_at_another_issuer_is_reuse() {
     let (a, _ra) = start_on_redis(ISSUER, keys.clone(), &redis.url()).await;
     let (b, _rb) = start_on_redis(ISSUER, keys, &redis.url()).await;
     // A refresh waits for an issuer's first sync (503 before it).
-    for issuer in [&a, &b] {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while issuer
-            .http
-            .get(format!("{}/readyz", issuer.base))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            != 200
-        {
-            assert!(Instant::now() < deadline, "{} not ready", issuer.base);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    a.wait_ready().await;
+    b.wait_ready().await;
 
     let (_, refresh) = a.login(WEB).await;
     let rotated = a.refresh(WEB, &refresh).await;

@@ -330,6 +330,40 @@ impl Server {
         body["access_token"].as_str().unwrap().to_owned()
     }
 
+    /// `POST /admin/revocations` with a JSON body and an admin bearer token.
+    pub async fn admin_post(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/admin/revocations", self.base))
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits (at most 20 s) until `/readyz` answers 200.
+    pub async fn wait_ready(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self
+                .http
+                .get(format!("{}/readyz", self.base))
+                .send()
+                .await
+                .unwrap()
+                .status();
+            if status == 200 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never became ready",
+                self.base
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The text of `/metrics`.
     pub async fn metrics(&self) -> String {
         self.http
