@@ -24,6 +24,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use serde_json::json;
 
 use crate::config::SigningKeyConfig;
+use crate::jwt::{self, Audience, Claims, Expected, TokenKind, VerifyingKey};
 
 /// The algorithms a signing key can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,12 +114,17 @@ pub enum KeyError {
     Generate,
 }
 
+/// Why a token could not be signed.
+#[derive(Debug, thiserror::Error)]
+#[error("signing failed")]
+pub struct SignError(#[source] jsonwebtoken::errors::Error);
+
 /// One signing key with everything derived from it once.
 pub struct SigningKey {
     kid: String,
     alg: KeyAlg,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    verifying: VerifyingKey,
     jwk: serde_json::Value,
 }
 
@@ -187,27 +193,49 @@ impl SigningKey {
             kid: kid.to_owned(),
             alg,
             encoding,
-            decoding,
+            verifying: VerifyingKey::new(alg.jwt(), decoding),
             jwk,
         };
         key.self_test()?;
         Ok(key)
     }
 
-    /// Signs and verifies a probe token, so a key jsonwebtoken cannot use is
-    /// found at start-up rather than at the first request.
+    /// Signs a probe token and verifies it through the same checks every
+    /// token of ours passes, so a key jsonwebtoken cannot use is found at
+    /// start-up rather than at the first request.
     fn self_test(&self) -> Result<(), KeyError> {
         let failed = || KeyError::SelfTest(self.kid.clone());
-        let header = jsonwebtoken::Header::new(self.alg.jwt());
-        let claims = json!({"probe": true});
-        let token = jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|_| failed())?;
-        let mut validation = jsonwebtoken::Validation::new(self.alg.jwt());
-        validation.required_spec_claims.clear();
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        jsonwebtoken::decode::<serde_json::Value>(&token, &self.decoding, &validation)
-            .map_err(|_| failed())?;
-        Ok(())
+        let probe = Claims {
+            iss: "self-test".into(),
+            sub: "self-test".into(),
+            aud: Audience::One("self-test".into()),
+            client_id: "self-test".into(),
+            scope: String::new(),
+            iat: 0,
+            exp: 1,
+            nbf: None,
+            jti: "self-test".into(),
+            sid: "self-test".into(),
+        };
+        let token = self.sign(TokenKind::Access, &probe).map_err(|_| failed())?;
+        let header = jwt::read_header(&token).map_err(|_| failed())?;
+        let expected = Expected {
+            issuer: "self-test",
+            audience: Some("self-test"),
+            leeway: 0,
+        };
+        match jwt::check_claims(&token, &header, &self.verifying, expected, 0) {
+            Ok(claims) if claims == probe => Ok(()),
+            _ => Err(failed()),
+        }
+    }
+
+    /// Signs `claims` as a token of `kind` with this key.
+    pub fn sign(&self, kind: TokenKind, claims: &Claims) -> Result<String, SignError> {
+        let mut header = jsonwebtoken::Header::new(self.alg.jwt());
+        header.typ = Some(kind.typ().to_owned());
+        header.kid = Some(self.kid.clone());
+        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(SignError)
     }
 
     /// The key id.
@@ -225,14 +253,14 @@ impl SigningKey {
         self.alg.jwt()
     }
 
-    /// The private half, for signing.
+    /// The private half, for signing tokens by hand (tests, tools).
     pub fn encoding_key(&self) -> &EncodingKey {
         &self.encoding
     }
 
-    /// The public half, for verifying.
-    pub fn decoding_key(&self) -> &DecodingKey {
-        &self.decoding
+    /// The public half, with its validation rules.
+    pub fn verifying_key(&self) -> &VerifyingKey {
+        &self.verifying
     }
 
     /// The public JWK (RFC 7517), with `kid`, `alg` and `use`.

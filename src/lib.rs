@@ -15,6 +15,7 @@
 //! | Redis layout, scripts, snapshot; one server, Sentinel or Cluster | [`store::redis`] |
 //! | the sync protocol, free of I/O: seq order, history heads, forks, merge | [`follow`] |
 //! | SUBSCRIBE, snapshot, resync, backoff, staleness, restore | [`subscriber`] |
+//! | the one JWT core: claims, header and claim checks, the bearer header | [`jwt`] |
 //! | a resource server's check: JWKS, signature, claims, then the denylist | [`verify`] |
 //! | the tower layer and axum extractor around it | [`layer`] |
 //! | the only reader of the system clock | [`clock`] |
@@ -30,6 +31,7 @@ pub mod clock;
 pub mod denylist;
 pub mod event;
 pub mod follow;
+pub mod jwt;
 pub mod layer;
 pub mod metrics;
 pub mod rule;

@@ -248,12 +248,9 @@ fn parse_key(key: &str) -> Result<RuleKey, OAuthError> {
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), OAuthError> {
     // Before the first sync a revoked admin token would look live.
     state.require_synced()?;
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
+    let token = crate::jwt::bearer_token(headers)
+        .ok()
+        .flatten()
         .ok_or(OAuthError::InvalidToken)?;
     let (_, claims) = state
         .verify(token, Some(TokenKind::Access))

@@ -227,6 +227,7 @@ impl App {
             want,
             crate::clock::now_secs(),
         )
+        .ok()
     }
 
     /// Authenticates the request's client, then charges the request to the

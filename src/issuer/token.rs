@@ -272,6 +272,7 @@ fn issue(
         scope,
         iat: now,
         exp: now.saturating_add(client.access_ttl),
+        nbf: None,
         jti,
         sid: sid.to_owned(),
     };

@@ -10,18 +10,18 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, StatusCode, header};
 
-use crate::verify::AccessClaims;
+use crate::verify::Claims;
 
 /// The claims of the request's verified access token, put in the request's
 /// extensions by [`RequireToken`](super::RequireToken). Derefs to
-/// [`AccessClaims`]; cheap to clone.
+/// [`Claims`]; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct VerifiedToken(pub Arc<AccessClaims>);
+pub struct VerifiedToken(pub Arc<Claims>);
 
 impl Deref for VerifiedToken {
-    type Target = AccessClaims;
+    type Target = Claims;
 
-    fn deref(&self) -> &AccessClaims {
+    fn deref(&self) -> &Claims {
         &self.0
     }
 }

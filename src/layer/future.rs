@@ -15,7 +15,7 @@ use pin_project_lite::pin_project;
 use tower::Service;
 
 use super::{Outcome, Shared, VerifiedToken};
-use crate::verify::{AccessClaims, VerifyError};
+use crate::verify::{Claims, VerifyError};
 
 pin_project! {
     /// The response future of [`RequireToken`](super::RequireToken).
@@ -40,7 +40,7 @@ pin_project! {
         Reject { response: Option<S::Response> },
         /// Waiting for the verifier to refetch the keys.
         Refetch {
-            verify: BoxFuture<'static, Result<Arc<AccessClaims>, VerifyError>>,
+            verify: BoxFuture<'static, Result<Arc<Claims>, VerifyError>>,
             shared: Arc<Shared>,
             service: Option<S>,
             request: Option<Request<ReqBody>>,

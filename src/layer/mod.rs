@@ -32,13 +32,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::header::{AUTHORIZATION, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, Response, StatusCode};
 use tower::Service;
 
 use crate::clock;
+use crate::jwt::{self, BearerError};
 use crate::subscriber::Subscriber;
-use crate::verify::{AccessClaims, Verifier, VerifyError};
+use crate::verify::{Claims, Verifier, VerifyError};
 
 mod extract;
 mod future;
@@ -149,7 +150,7 @@ fn quoted_safe(s: &str) -> String {
 /// What the layer decided for one request.
 pub(crate) enum Outcome {
     /// Serve it with these claims.
-    Allow(Arc<AccessClaims>),
+    Allow(Arc<Claims>),
     /// Answer this instead.
     Reject(Rejection),
 }
@@ -166,7 +167,7 @@ pub(crate) enum Rejection {
 
 impl Shared {
     /// Scopes and freshness, once the token verified.
-    pub(crate) fn admit(&self, verified: Result<Arc<AccessClaims>, VerifyError>) -> Outcome {
+    pub(crate) fn admit(&self, verified: Result<Arc<Claims>, VerifyError>) -> Outcome {
         let claims = match verified {
             Ok(claims) => claims,
             Err(error) => {
@@ -219,29 +220,13 @@ impl Shared {
     }
 }
 
-/// The bearer token of a request, RFC 6750 §2.1 (`Bearer` case-insensitive).
-/// `Err` when there are several `Authorization` headers.
+/// The bearer token of a request ([`jwt::bearer_token`]), as the layer
+/// answers its failures.
 fn bearer_token<B>(request: &Request<B>) -> Result<Option<&str>, Rejection> {
-    let mut values = request.headers().get_all(AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(Rejection::InvalidRequest);
-    }
-    // UTF-8 validation has a word-at-a-time ASCII fast path; `to_str`'s
-    // per-byte visible-ASCII check costs more on a 500-byte token. Anything
-    // that is not a token fails verification anyway.
-    let Ok(value) = std::str::from_utf8(value.as_bytes()) else {
-        return Err(Rejection::InvalidToken(VerifyError::Malformed));
-    };
-    match value.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => {
-            Ok(Some(value[7..].trim_matches(' ')))
-        }
-        // Another scheme (Basic, …): no bearer token at all.
-        _ => Ok(None),
-    }
+    jwt::bearer_token(request.headers()).map_err(|error| match error {
+        BearerError::Several => Rejection::InvalidRequest,
+        BearerError::Malformed => Rejection::InvalidToken(VerifyError::Malformed),
+    })
 }
 
 /// The middleware: verifies the bearer token, then calls the inner service
@@ -330,7 +315,7 @@ mod tests {
     fn request(headers: &[&str]) -> Request<()> {
         let mut builder = Request::builder();
         for h in headers {
-            builder = builder.header(AUTHORIZATION, *h);
+            builder = builder.header(http::header::AUTHORIZATION, *h);
         }
         builder.body(()).unwrap()
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::AccessClaims;
+use super::Claims;
 
 /// SHA-256 of a whole token.
 type Digest = [u8; 32];
@@ -27,7 +27,7 @@ impl Hasher for DigestHasher {
 }
 
 struct CacheEntry {
-    claims: Arc<AccessClaims>,
+    claims: Arc<Claims>,
     exp: u64,
 }
 
@@ -70,7 +70,7 @@ impl TokenCache {
     }
 
     /// The claims of a token verified before, while `now < exp`.
-    pub(super) fn get(&self, digest: &Digest, now: u64) -> Option<Arc<AccessClaims>> {
+    pub(super) fn get(&self, digest: &Digest, now: u64) -> Option<Arc<Claims>> {
         if self.per_shard == 0 {
             return None;
         }
@@ -85,7 +85,7 @@ impl TokenCache {
         }
     }
 
-    pub(super) fn insert(&self, digest: Digest, claims: Arc<AccessClaims>, now: u64) {
+    pub(super) fn insert(&self, digest: Digest, claims: Arc<Claims>, now: u64) {
         if self.per_shard == 0 || now >= claims.exp {
             return;
         }
@@ -127,7 +127,7 @@ mod tests {
     fn the_cache_is_bounded_and_honours_exp() {
         let cache = TokenCache::new(32);
         let claims = |exp| {
-            Arc::new(AccessClaims {
+            Arc::new(Claims {
                 iss: "i".into(),
                 sub: "s".into(),
                 aud: Audience::One("a".into()),
@@ -137,7 +137,7 @@ mod tests {
                 exp,
                 nbf: None,
                 jti: "j".into(),
-                sid: None,
+                sid: String::new(),
             })
         };
         for i in 0..1000 {

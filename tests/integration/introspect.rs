@@ -144,6 +144,42 @@ async fn a_wrong_typ_or_a_crit_header_is_inactive() {
     assert!(!server.active(&assemble(&header, &c, &sig)).await);
 }
 
+/// The issuer and the resource servers read `typ` with the same code: a
+/// `typ` they accept at one they accept at the other.
+#[tokio::test]
+async fn introspection_and_the_verifier_agree_on_typ() {
+    use revokd::verify::{Verifier, VerifierConfig};
+    let server = support::start().await;
+    let access = server.cc_token(WEB).await;
+    let (_, claims) = decode_parts(&access);
+    let audience = claims["aud"].as_str().unwrap().to_owned();
+    let claims: Claims = serde_json::from_value(claims).unwrap();
+    let key = server.state.keys.active();
+    let config = VerifierConfig::new(server.base.clone(), audience);
+    let verifier = Verifier::with_static_jwks(config, server.state.keys.jwks_json(), None).unwrap();
+    let now = revokd::clock::now_secs();
+    for (typ, accepted) in [
+        ("at+jwt", true),
+        ("AT+JWT", true),
+        ("application/at+jwt", true),
+        ("Application/at+jwt", true),
+        ("APPLICATION/AT+JWT", true),
+        ("application/jwt", false),
+        ("rt+jwt", false),
+    ] {
+        let mut header = jsonwebtoken::Header::new(key.algorithm());
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(key.kid().to_owned());
+        let token = jsonwebtoken::encode(&header, &claims, key.encoding_key()).unwrap();
+        assert_eq!(server.active(&token).await, accepted, "introspect {typ}");
+        assert_eq!(
+            verifier.verify_at(&token, now).is_ok(),
+            accepted,
+            "verify {typ}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_expired_token_is_inactive() {
     let server = support::start().await;

@@ -161,6 +161,7 @@ async fn unknown_malformed_expired_and_foreign_tokens_answer_200_and_list_nothin
         scope: "read".into(),
         iat: now - 100,
         exp,
+        nbf: None,
         jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
         sid: "BBBBBBBBBBBBBBBBBBBBBB".into(),
     };

@@ -4,10 +4,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
-use super::{SetupError, VerifierConfig};
+use super::{DiscoveryError, VerifierConfig};
+use crate::jwt::VerifyingKey;
 
 /// Largest metadata or JWK set document read from the issuer.
 const MAX_DOCUMENT_LEN: usize = 1024 * 1024;
@@ -15,39 +16,35 @@ const MAX_DOCUMENT_LEN: usize = 1024 * 1024;
 /// The RFC 8414 metadata path.
 const METADATA_PATH: &str = ".well-known/oauth-authorization-server";
 
-/// One verification key, with the validation rules that go with it.
-pub(super) struct VerifyKey {
-    pub(super) alg: Algorithm,
-    pub(super) decoding: DecodingKey,
-    pub(super) validation: Validation,
-}
-
-pub(super) type KeyMap = HashMap<String, Arc<VerifyKey>>;
+/// The issuer's public keys by `kid`.
+pub(super) type JwkMap = HashMap<String, Arc<VerifyingKey>>;
 
 /// Parses a JWK set, keeping only the keys this verifier can use: public
 /// EdDSA (Ed25519), ES256 (P-256) and RS256 keys with a `kid`. A key's `alg`
 /// member, when present, must agree with its type; `use`, when present,
 /// must be `sig`. Others (symmetric keys above all) are skipped.
-pub(super) fn parse_jwks(document: &[u8], config: &VerifierConfig) -> Result<KeyMap, SetupError> {
+pub(super) fn parse_jwks(document: &[u8]) -> Result<JwkMap, DiscoveryError> {
     #[derive(Deserialize)]
     struct Set {
         keys: Vec<serde_json::Value>,
     }
-    let set: Set =
-        serde_json::from_slice(document).map_err(|_| SetupError::Json("JWK set".into()))?;
-    let mut map = KeyMap::new();
+    let set: Set = serde_json::from_slice(document).map_err(|source| DiscoveryError::Json {
+        what: "JWK set".into(),
+        source,
+    })?;
+    let mut map = JwkMap::new();
     for jwk in &set.keys {
-        if let Some((kid, key)) = parse_jwk(jwk, config) {
+        if let Some((kid, key)) = parse_jwk(jwk) {
             map.insert(kid, Arc::new(key));
         }
     }
     if map.is_empty() {
-        return Err(SetupError::NoUsableKey);
+        return Err(DiscoveryError::NoUsableKey);
     }
     Ok(map)
 }
 
-fn parse_jwk(jwk: &serde_json::Value, config: &VerifierConfig) -> Option<(String, VerifyKey)> {
+fn parse_jwk(jwk: &serde_json::Value) -> Option<(String, VerifyingKey)> {
     let field = |name: &str| jwk.get(name).and_then(serde_json::Value::as_str);
     let kid = field("kid")?;
     if field("use").is_some_and(|u| u != "sig") {
@@ -76,23 +73,7 @@ fn parse_jwk(jwk: &serde_json::Value, config: &VerifierConfig) -> Option<(String
     if field("alg").is_some_and(|a| a != expected) {
         return None;
     }
-    let mut validation = Validation::new(alg);
-    // exp and nbf are checked against the caller's `now`, not
-    // jsonwebtoken's clock.
-    validation.validate_exp = false;
-    validation.validate_nbf = false;
-    validation.leeway = 0;
-    validation.set_issuer(&[config.issuer.as_str()]);
-    validation.set_audience(&[config.audience.as_str()]);
-    validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    Some((
-        kid.to_owned(),
-        VerifyKey {
-            alg,
-            decoding,
-            validation,
-        },
-    ))
+    Some((kid.to_owned(), VerifyingKey::new(alg, decoding)))
 }
 
 /// Where the keys come from.
@@ -106,34 +87,35 @@ pub(super) enum KeySource {
     },
 }
 
-pub(super) fn http_client(config: &VerifierConfig) -> Result<reqwest::Client, SetupError> {
+pub(super) fn http_client(config: &VerifierConfig) -> Result<reqwest::Client, DiscoveryError> {
     reqwest::Client::builder()
         .timeout(config.http_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(SetupError::Client)
+        .map_err(DiscoveryError::Client)
 }
 
 /// RFC 8414 §3: the well-known path goes between the host and the issuer's
 /// path (`https://a.example/t1` → `https://a.example/.well-known/oauth-authorization-server/t1`).
-pub(super) fn metadata_url(issuer: &str) -> Result<String, SetupError> {
-    let mut url = reqwest::Url::parse(issuer).map_err(|_| SetupError::Url(issuer.to_owned()))?;
+pub(super) fn metadata_url(issuer: &str) -> Result<String, DiscoveryError> {
+    let mut url =
+        reqwest::Url::parse(issuer).map_err(|_| DiscoveryError::Url(issuer.to_owned()))?;
     if !matches!(url.scheme(), "https" | "http") || url.query().is_some() {
-        return Err(SetupError::Url(issuer.to_owned()));
+        return Err(DiscoveryError::Url(issuer.to_owned()));
     }
     let path = url.path().trim_end_matches('/').to_owned();
     url.set_path(&format!("/{METADATA_PATH}{path}"));
     Ok(url.to_string())
 }
 
-pub(super) async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, SetupError> {
-    let http_error = |source| SetupError::Http {
+pub(super) async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, DiscoveryError> {
+    let http_error = |source| DiscoveryError::Http {
         url: url.to_owned(),
         source,
     };
     let mut response = http.get(url).send().await.map_err(http_error)?;
     if !response.status().is_success() {
-        return Err(SetupError::Status {
+        return Err(DiscoveryError::Status {
             url: url.to_owned(),
             status: response.status().as_u16(),
         });
@@ -141,7 +123,7 @@ pub(super) async fn fetch(http: &reqwest::Client, url: &str) -> Result<Vec<u8>, 
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(http_error)? {
         if body.len() + chunk.len() > MAX_DOCUMENT_LEN {
-            return Err(SetupError::TooLarge(url.to_owned()));
+            return Err(DiscoveryError::TooLarge(url.to_owned()));
         }
         body.extend_from_slice(&chunk);
     }
