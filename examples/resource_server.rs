@@ -1,6 +1,6 @@
 //! A resource server protected by revokd, built without the `issuer`
-//! feature's code: a subscriber keeps a local denylist in sync with Redis,
-//! and the [`RequireTokenLayer`] verifies every bearer token locally.
+//! feature's code: [`ResourceServer`] keeps a local denylist in sync with
+//! Redis, and its layer verifies every bearer token locally.
 //!
 //! ```text
 //! resource_server --listen 127.0.0.1:8081 --issuer http://127.0.0.1:8080 --redis redis://127.0.0.1:6379
@@ -24,18 +24,11 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use prometheus::{Encoder, Registry, TextEncoder};
-use revokd::denylist::Denylist;
-use revokd::layer::{RequireTokenLayer, StalePolicy, VerifiedToken};
-use revokd::metrics::DenylistMetrics;
-use revokd::store::redis::{RedisStore, StoreOptions, Topology};
-use revokd::subscriber::{Subscriber, SubscriberConfig};
-use revokd::verify::{Verifier, VerifierConfig};
+use revokd::layer::{StalePolicy, VerifiedToken};
+use revokd::resource_server::ResourceServer;
+use revokd::store::redis::Topology;
 use serde_json::json;
 
 /// A long-running resource server does well with jemalloc: it gives the
@@ -105,13 +98,6 @@ fn parse_args() -> Result<Args, String> {
     })
 }
 
-#[derive(Clone)]
-struct Ops {
-    registry: Registry,
-    subscriber: Subscriber,
-    bound: Duration,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     match run().await {
@@ -125,55 +111,22 @@ async fn main() -> ExitCode {
 
 async fn run() -> Result<(), String> {
     let args = parse_args()?;
-    // The denylist, kept in sync with Redis by the subscriber; its metrics
-    // on this server's own registry.
-    let denylist = Denylist::new();
-    let registry = Registry::new();
-    let metrics = DenylistMetrics::register(&registry, &denylist).map_err(|e| e.to_string())?;
-    let options = StoreOptions {
-        prefix: args.prefix.clone(),
-        ..StoreOptions::default()
-    };
-    let store = RedisStore::new(args.topology.clone(), options).map_err(|e| e.to_string())?;
-    let subscriber = Subscriber::spawn(
-        store,
-        denylist.clone(),
-        SubscriberConfig::default(),
-        Some(metrics),
-    );
-
-    // The issuer's keys, by RFC 8414 discovery; retried while it starts.
-    let config = VerifierConfig::new(args.issuer.clone(), args.audience.clone());
-    let mut attempt = 0;
-    let verifier = loop {
-        match Verifier::discover(config.clone(), Some(denylist.clone())).await {
-            Ok(verifier) => break verifier,
-            Err(error) if attempt < 30 => {
-                eprintln!("resource_server: discovery failed ({error}); retrying");
-                attempt += 1;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(error) => return Err(format!("discovering {}: {error}", args.issuer)),
-        }
-    };
-
-    let protected = Router::new().route("/api/resource", get(resource)).layer(
-        RequireTokenLayer::new(verifier)
-            .realm(args.audience.clone())
-            .freshness(subscriber.clone(), args.bound)
-            .stale_policy(args.policy),
-    );
-    let ops = Ops {
-        registry,
-        subscriber,
-        bound: args.bound,
-    };
+    // The builder owns the denylist, the subscriber, the metrics and the
+    // issuer's discovery (retried while the issuer starts).
+    let server = ResourceServer::builder()
+        .issuer(args.issuer.clone())
+        .audience(args.audience.clone())
+        .topology(args.topology.clone())
+        .prefix(args.prefix.clone())
+        .stale_policy(args.policy)
+        .staleness_bound(args.bound)
+        .start()
+        .await
+        .map_err(|e| error_chain(&e))?;
     let app = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/readyz", get(readyz))
-        .route("/healthz", get(|| async { "ok" }))
-        .with_state(ops)
-        .merge(protected);
+        .route("/api/resource", get(resource))
+        .layer(server.layer())
+        .merge(server.ops_routes());
 
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -198,30 +151,13 @@ async fn resource(token: VerifiedToken) -> Json<serde_json::Value> {
     }))
 }
 
-/// `GET /readyz`: connected to Redis and in sync within the bound.
-async fn readyz(State(ops): State<Ops>) -> Response {
-    if ops.subscriber.is_connected() && ops.subscriber.is_fresh(ops.bound) {
-        (StatusCode::OK, "ready").into_response()
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "denylist not in sync").into_response()
+/// An error and its causes, one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut line = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        line.push_str(&format!(": {error}"));
+        cause = error.source();
     }
-}
-
-/// `GET /metrics`: Prometheus text format.
-async fn metrics_text(State(ops): State<Ops>) -> Response {
-    let mut out = Vec::new();
-    if TextEncoder::new()
-        .encode(&ops.registry.gather(), &mut out)
-        .is_err()
-    {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        out,
-    )
-        .into_response()
+    line
 }

@@ -18,6 +18,7 @@
 //! | the one JWT core: claims, header and claim checks, the bearer header | [`jwt`] |
 //! | a resource server's check: JWKS, signature, claims, then the denylist | [`verify`] |
 //! | the tower layer and axum extractor around it | [`layer`] |
+//! | a resource server in a few lines: discovery, subscriber, metrics, ops routes, RFC 9728 | [`resource_server`] |
 //! | the only reader of the system clock | [`clock`] |
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
@@ -42,6 +43,7 @@ pub mod config;
 pub mod issuer;
 #[cfg(feature = "issuer")]
 pub mod keys;
+pub mod resource_server;
 pub mod store;
 pub mod subscriber;
 pub mod verify;

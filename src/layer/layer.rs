@@ -35,6 +35,7 @@ pub struct RequireTokenLayer {
     required_scopes: Vec<String>,
     freshness: Option<(Arc<dyn Freshness>, Duration)>,
     policy: StalePolicy,
+    resource_metadata: Option<String>,
 }
 
 impl fmt::Debug for RequireTokenLayer {
@@ -60,12 +61,22 @@ impl RequireTokenLayer {
             required_scopes: Vec::new(),
             freshness: None,
             policy: StalePolicy::FailOpen,
+            resource_metadata: None,
         }
     }
 
     /// The `realm` of `WWW-Authenticate` challenges.
     pub fn realm(mut self, realm: impl Into<String>) -> RequireTokenLayer {
         self.realm = realm.into();
+        self
+    }
+
+    /// Names this resource's RFC 9728 metadata document in every
+    /// challenge (`resource_metadata="…"`), as MCP clients expect; serve
+    /// the document itself with
+    /// [`ProtectedResource`](crate::resource_server::ProtectedResource).
+    pub fn resource_metadata(mut self, url: impl Into<String>) -> RequireTokenLayer {
+        self.resource_metadata = Some(url.into());
         self
     }
 
@@ -99,7 +110,11 @@ impl RequireTokenLayer {
     fn shared(&self) -> Arc<Shared> {
         Arc::new(Shared {
             verifier: self.verifier.clone(),
-            rejections: Rejections::new(&self.realm, &self.required_scopes),
+            rejections: Rejections::new(
+                &self.realm,
+                &self.required_scopes,
+                self.resource_metadata.as_deref(),
+            ),
             required_scopes: self.required_scopes.clone(),
             freshness: self.freshness.clone(),
             policy: self.policy,

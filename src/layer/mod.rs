@@ -103,12 +103,22 @@ pub(crate) struct Rejections {
     no_token: HeaderValue,
     invalid_request: HeaderValue,
     insufficient_scope: HeaderValue,
+    /// `realm="…"`, and `resource_metadata="…"` when configured.
     realm: String,
 }
 
 impl Rejections {
-    pub(crate) fn new(realm: &str, required_scopes: &[String]) -> Rejections {
-        let realm = quoted_safe(realm);
+    /// The challenges for `realm`, the scopes the layer requires and, when
+    /// given, the RFC 9728 metadata URL (`resource_metadata`).
+    pub(crate) fn new(
+        realm: &str,
+        required_scopes: &[String],
+        resource_metadata: Option<&str>,
+    ) -> Rejections {
+        let mut realm = format!("realm=\"{}\"", quoted_safe(realm));
+        if let Some(url) = resource_metadata {
+            realm.push_str(&format!(", resource_metadata=\"{}\"", quoted_safe(url)));
+        }
         let scope = required_scopes
             .iter()
             .map(|s| quoted_safe(s))
@@ -118,12 +128,10 @@ impl Rejections {
             HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
         };
         Rejections {
-            no_token: value(format!("Bearer realm=\"{realm}\"")),
-            invalid_request: value(format!(
-                "Bearer realm=\"{realm}\", error=\"invalid_request\""
-            )),
+            no_token: value(format!("Bearer {realm}")),
+            invalid_request: value(format!("Bearer {realm}, error=\"invalid_request\"")),
             insufficient_scope: value(format!(
-                "Bearer realm=\"{realm}\", error=\"insufficient_scope\", scope=\"{scope}\""
+                "Bearer {realm}, error=\"insufficient_scope\", scope=\"{scope}\""
             )),
             realm,
         }
@@ -131,7 +139,7 @@ impl Rejections {
 
     fn invalid_token(&self, error: &VerifyError) -> HeaderValue {
         HeaderValue::from_str(&format!(
-            "Bearer realm=\"{}\", error=\"invalid_token\", error_description=\"{}\"",
+            "Bearer {}, error=\"invalid_token\", error_description=\"{}\"",
             self.realm,
             error.description()
         ))
@@ -341,11 +349,26 @@ mod tests {
 
     #[test]
     fn challenges_never_carry_unsafe_characters() {
-        let r = Rejections::new("a\"b\\c\nd", &["read".into(), "x\"y".into()]);
+        let r = Rejections::new("a\"b\\c\nd", &["read".into(), "x\"y".into()], None);
         assert_eq!(r.no_token, "Bearer realm=\"abcd\"");
         assert_eq!(
             r.insufficient_scope,
             "Bearer realm=\"abcd\", error=\"insufficient_scope\", scope=\"read xy\""
         );
+    }
+
+    #[test]
+    fn every_challenge_names_the_resource_metadata_when_configured() {
+        let url = "https://api.test/.well-known/oauth-protected-resource";
+        let r = Rejections::new("api", &["read".into()], Some(url));
+        let named = format!("Bearer realm=\"api\", resource_metadata=\"{url}\"");
+        assert_eq!(r.no_token, named.as_str());
+        assert_eq!(
+            r.invalid_request,
+            format!("{named}, error=\"invalid_request\"").as_str()
+        );
+        assert!(r.insufficient_scope.to_str().unwrap().starts_with(&named));
+        let invalid = r.invalid_token(&VerifyError::Expired);
+        assert!(invalid.to_str().unwrap().starts_with(&named), "{invalid:?}");
     }
 }

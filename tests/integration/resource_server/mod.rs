@@ -2,6 +2,7 @@
 //! tower layer behind a real axum server, end to end with real processes,
 //! and a subscriber written in Python.
 
+mod builder;
 pub mod e2e;
 mod layer;
 mod python;
