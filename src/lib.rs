@@ -19,6 +19,7 @@
 //! | a resource server's check: JWKS, signature, claims, then the denylist | [`verify`] |
 //! | the tower layer and axum extractor around it | [`layer`] |
 //! | a resource server in a few lines: discovery, subscriber, metrics, ops routes, RFC 9728 | [`resource_server`] |
+//! | `revokd gate`: `/check` for nginx, Envoy and Traefik, path scope rules | [`gate`] |
 //! | the only reader of the system clock | [`clock`] |
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
@@ -32,6 +33,7 @@ pub mod clock;
 pub mod denylist;
 pub mod event;
 pub mod follow;
+pub mod gate;
 pub mod jwt;
 pub mod layer;
 pub mod metrics;

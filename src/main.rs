@@ -7,6 +7,11 @@
 //!   (bounded by `limits.request_timeout` + 5 s), then exits 0.
 //! - `revokd keygen [--alg EdDSA|ES256|RS256]`: a PKCS#8 PEM private key.
 //! - `revokd client new ID`: a fresh secret, once, and its config stanza.
+//! - `revokd gate --issuer URL --audience AUD (--redis URL | topology
+//!   flags)`: `/check` for nginx `auth_request`, Envoy `ext_authz` and
+//!   Traefik `forwardAuth` (`src/cli/gate.rs`, [`revokd::gate`]).
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,6 +50,15 @@ enum Command {
         /// Redis URL (overrides `store.redis_url`).
         #[arg(long)]
         redis: Option<String>,
+        /// Log lines as text (default) or one JSON object per line.
+        #[arg(long, env = "REVOKD_LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+    },
+    /// Answer a gateway's `/check` (nginx auth_request, Envoy ext_authz,
+    /// Traefik forwardAuth) from the request's bearer token.
+    Gate {
+        #[command(flatten)]
+        args: cli::gate::GateArgs,
         /// Log lines as text (default) or one JSON object per line.
         #[arg(long, env = "REVOKD_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -119,6 +133,14 @@ fn main() -> anyhow::Result<()> {
             redis,
             command,
         } => rules(&config, redis, command),
+        Command::Gate { args, log_format } => {
+            init_tracing(log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the runtime")?;
+            runtime.block_on(cli::gate::run(args, shutdown_signal()))
+        }
         Command::Serve {
             config,
             listen,

@@ -19,6 +19,7 @@ mod admin;
 mod cli;
 mod deploy;
 mod forked;
+mod gate;
 mod ha;
 mod hostile;
 mod input;

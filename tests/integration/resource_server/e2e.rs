@@ -57,6 +57,14 @@ impl Process {
     }
 }
 
+impl Process {
+    /// Kills the process (by its pid) and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
