@@ -20,7 +20,7 @@
 //! Path rules match the path of the request the gateway is deciding on:
 //! the rest of `/check/*` (Envoy appends it to its `path_prefix`), else
 //! `X-Original-URI` (nginx, set in its config), else `X-Forwarded-Uri`
-//! (Traefik). The path is normalised before matching, as the upstream will
+//! (Traefik), else `X-Original-URL` (ingress-nginx, a whole URL). The path is normalised before matching, as the upstream will
 //! read it (percent-decoding, `//`, `.` and `..`), and rules match whole
 //! segments: `/admin` covers `/admin` and `/admin/x`, never `/administrator`,
 //! and `/%61dmin` or `/api/../admin` cannot slip past it.
@@ -38,7 +38,7 @@ use crate::layer::{InsufficientScope, VerifiedToken};
 use crate::resource_server::ResourceServer;
 
 /// Where the gateways put the original request's URI, in the order read.
-const ORIGINAL_URI_HEADERS: [&str; 2] = ["x-original-uri", "x-forwarded-uri"];
+const ORIGINAL_URI_HEADERS: [&str; 3] = ["x-original-uri", "x-forwarded-uri", "x-original-url"];
 
 /// A scope asked per request by the gateway (space-separated, all needed).
 const REQUIRED_SCOPE_HEADER: &str = "x-required-scope";
@@ -300,6 +300,8 @@ mod tests {
         assert_eq!(original_path(&traefik), "/w");
         let absolute = request("/check", &[("x-original-uri", "http://h/admin")]);
         assert_eq!(original_path(&absolute), "/admin");
+        let ingress = request("/check", &[("x-original-url", "https://h/admin?x")]);
+        assert_eq!(original_path(&ingress), "/admin");
         assert_eq!(original_path(&request("/check", &[])), "/");
         // `/checkout` is not the check path with a suffix.
         let checkout = request("/checkout", &[("x-original-uri", "/admin")]);

@@ -309,9 +309,24 @@ async fn scope_rules_give_403_however_the_path_is_spelled() {
     let other = format!("{}/administrator", w.nginx.base);
     assert_eq!(get(&other, Some(&access)).await.status(), 200);
 
-    // Asked directly: Envoy's path suffix and X-Required-Scope.
+    // Asked directly, in Envoy's shape (the path appended), Traefik's
+    // (X-Forwarded-Uri) and ingress-nginx's (X-Original-URL); and
+    // X-Required-Scope.
     let check = |path: &str| format!("{}/check{path}", w.gate_base);
     assert_eq!(get(&check("/admin/x"), Some(&access)).await.status(), 403);
+    for (header, value) in [
+        ("X-Forwarded-Uri", "/admin/x?y".to_owned()),
+        ("X-Original-URL", format!("{}/%2e%2e/admin", w.nginx.base)),
+    ] {
+        let asked = http()
+            .get(check(""))
+            .bearer_auth(&access)
+            .header(header, &value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(asked.status(), 403, "{header}: {value}");
+    }
     let answer = get(&check("/orders"), Some(&access)).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.headers()["x-auth-sub"], "alice");
