@@ -20,7 +20,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::cluster::ClusterSet;
-use crate::redis_server::{RedisServer, connect, info, info_field, poll, role};
+use crate::process::poll;
+use crate::redis_server::{RedisServer, connect, info, info_field, role};
 use crate::sentinel::SentinelSet;
 
 /// How long a failover or a rejoin may take before the run gives up.

@@ -40,6 +40,9 @@ mod cluster;
 mod memory;
 #[path = "../../tests/common/redis_server.rs"]
 mod redis_server;
+// The process kit is a child of redis_server.rs (benches include that file
+// alone); the other kit files reach it as `super::process`.
+use redis_server::process;
 #[path = "../../tests/common/sentinel.rs"]
 mod sentinel;
 mod world;
@@ -51,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use chaos::{Effect, Kind, Redis};
 use memory::{Sample, Watched};
-use redis_server::free_port;
+use process::free_port;
 use serde_json::Value;
 use world::{Refresh, Tracked, World};
 

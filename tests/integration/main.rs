@@ -9,6 +9,10 @@ mod support;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 
+// The process kit is a child of redis_server.rs (benches include that file
+// alone); the other kit files reach it as `super::process`.
+use redis_server::process;
+
 #[path = "../common/sentinel.rs"]
 mod sentinel;
 

@@ -183,7 +183,7 @@ async fn an_issuer_replicates_through_redis_over_tls() {
     let dir = std::env::temp_dir().join(format!(
         "revokd-tls-{}-{}",
         std::process::id(),
-        crate::redis_server::free_port()
+        crate::process::free_port()
     ));
     std::fs::create_dir_all(&dir).unwrap();
     openssl(
@@ -241,7 +241,7 @@ async fn an_issuer_replicates_through_redis_over_tls() {
         ],
     );
 
-    let tls_port = crate::redis_server::free_port();
+    let tls_port = crate::process::free_port();
     let _redis = Child(
         std::process::Command::new("redis-server")
             .current_dir(&dir)
@@ -274,7 +274,7 @@ async fn an_issuer_replicates_through_redis_over_tls() {
             .unwrap(),
     );
 
-    let port = crate::redis_server::free_port();
+    let port = crate::process::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let hash = revokd::issuer::client_auth::sha256_secret_hash(WEB.1);
     let toml = format!(

@@ -12,7 +12,8 @@ use revokd::keys::{KeyAlg, SigningKey, generate_pem};
 use serde_json::{Value, json};
 
 use super::{claims, now, sign_with};
-use crate::redis_server::{RedisServer, free_port};
+use crate::process::free_port;
+use crate::redis_server::RedisServer;
 use crate::support::{assemble, cheap_argon2, decode_parts};
 
 pub const REVOKD: &str = env!("CARGO_BIN_EXE_revokd");
