@@ -13,6 +13,15 @@ mod redis_server;
 // alone); the other kit files reach it as `super::process`.
 use redis_server::process;
 
+#[path = "../common/config.rs"]
+mod config;
+
+#[path = "../common/loopback.rs"]
+mod loopback;
+
+#[path = "../common/wait.rs"]
+mod wait;
+
 #[path = "../common/sentinel.rs"]
 mod sentinel;
 
