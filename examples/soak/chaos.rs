@@ -1,6 +1,7 @@
-//! The Redis the soak runs on (`--topology single|sentinel|cluster`) and
-//! its chaos rounds. Every round blocks (it kills, pauses and polls real
-//! processes): the soak runs them on a blocking thread.
+//! The Redis the soak runs on (`--topology single|sentinel|cluster`), its
+//! chaos rounds, their schedule, and the window after each in which 5xx and
+//! stale answers are excused. Every round blocks (it kills, pauses and polls
+//! real processes): the soak runs them on a blocking thread.
 //!
 //! - single: one persistent redis-server. Rounds cycle through kill -9 and
 //!   an empty restart; `SAVE`, then SIGSTOP for 10 s; kill -9 and a restart
@@ -16,15 +17,47 @@
 //!   takes over, the old node rejoins as a replica) and SIGSTOP of that
 //!   master for 5 s.
 
-use std::process::Command;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::cluster::ClusterSet;
-use crate::redis_server::{RedisServer, connect, info, info_field, poll, role};
+use crate::config::ConfigFile;
+use crate::process::{poll, signal};
+use crate::redis_server::{RedisServer, connect, info, info_field, role};
 use crate::sentinel::SentinelSet;
+use crate::traffic::Ctx;
 
 /// How long a failover or a rejoin may take before the run gives up.
 const FAILOVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// Seconds between the end of one chaos round and the next.
+const CHAOS_EVERY: u64 = 45;
+/// How long after a chaos round 5xx and stale answers are still excused.
+const SETTLE: Duration = Duration::from_secs(10);
+
+/// When Redis was last disturbed: 5xx and missed re-approvals are expected
+/// until a grace period after it.
+pub(crate) struct Chaos {
+    calm_after: Mutex<Instant>,
+}
+
+impl Chaos {
+    /// Calm from now on (until the first round).
+    pub(crate) fn calm() -> Chaos {
+        Chaos {
+            calm_after: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Whether Redis is disturbed or was a moment ago.
+    pub(crate) fn disturbed(&self) -> bool {
+        Instant::now() < *self.calm_after.lock().unwrap()
+    }
+
+    /// Excuses outages until `until`.
+    pub(crate) fn disturb_until(&self, until: Instant) {
+        *self.calm_after.lock().unwrap() = until;
+    }
+}
 
 /// Which Redis the run uses.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -75,25 +108,20 @@ impl Redis {
         }
     }
 
-    /// The `[store]` section of the issuers' config.
-    pub(crate) fn store_toml(&self) -> String {
-        let list = |urls: Vec<String>| {
-            urls.iter()
-                .map(|u| format!("{u:?}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+    /// Points the issuers' `[store]` at this topology (with Sentinel or
+    /// Cluster, a revocation waits for one replica).
+    pub(crate) fn store(&self, config: ConfigFile) -> ConfigFile {
         match self {
-            Redis::Single(server) => format!("[store]\nredis_url = {:?}\n", server.url()),
-            Redis::Sentinel(set) => format!(
-                "[store]\nsentinels = [{}]\nsentinel_master = {:?}\nreplica_acks = 1\nreplica_ack_timeout = \"250ms\"\n",
-                list(set.sentinel_urls()),
-                set.name()
-            ),
-            Redis::Cluster { set, .. } => format!(
-                "[store]\ncluster = [{}]\nreplica_acks = 1\nreplica_ack_timeout = \"250ms\"\n",
-                list(set.seed_urls())
-            ),
+            Redis::Single(server) => config.redis_url(&server.url()),
+            Redis::Sentinel(set) => config
+                .store("sentinels", set.sentinel_urls())
+                .store("sentinel_master", set.name())
+                .store("replica_acks", 1_u64)
+                .store("replica_ack_timeout", "250ms"),
+            Redis::Cluster { set, .. } => config
+                .store("cluster", set.seed_urls())
+                .store("replica_acks", 1_u64)
+                .store("replica_ack_timeout", "250ms"),
         }
     }
 
@@ -147,6 +175,45 @@ impl Redis {
             Redis::Cluster { set, slot } => (cluster_round(set, *slot, round), Effect::None),
         }
     }
+}
+
+/// The chaos schedule, blocking (rounds kill, pause and poll processes):
+/// [`CHAOS_EVERY`] seconds after the last round, the topology's next round,
+/// while one more fits before `deadline`. Marks Redis disturbed during a
+/// round and [`SETTLE`] after it. Returns the topology (kept up for the
+/// final pass), the rounds run and when the last ended.
+pub(crate) fn run_rounds(
+    mut redis: Redis,
+    ctx: &Ctx,
+    started: Instant,
+    deadline: Instant,
+) -> (Redis, u32, Duration) {
+    let mut round = 0u32;
+    while Instant::now() + Duration::from_secs(CHAOS_EVERY + 25) < deadline {
+        std::thread::sleep(Duration::from_secs(CHAOS_EVERY));
+        round += 1;
+        ctx.chaos
+            .disturb_until(Instant::now() + Duration::from_secs(3600));
+        let at = started.elapsed().as_secs();
+        // Re-approvals answered from just before a SAVE on may be
+        // forgotten by a later restart from that RDB.
+        let before_save = || {
+            ctx.world.lock().unwrap().reapproved_since_save = Some(Default::default());
+        };
+        let (what, effect) = redis.round(round, &before_save);
+        match effect {
+            Effect::None => {}
+            Effect::RestoredOlder => {
+                let forgotten = ctx.world.lock().unwrap().forget_reapprovals_since_save();
+                eprintln!(
+                    "chaos {round}: {forgotten} re-approvals answered since the SAVE are no longer judged"
+                );
+            }
+        }
+        eprintln!("chaos {round} (t={at} s): {what}");
+        ctx.chaos.disturb_until(Instant::now() + SETTLE);
+    }
+    (redis, round, started.elapsed())
 }
 
 fn single_round(server: &mut RedisServer, round: u32, before_save: &dyn Fn()) -> (String, Effect) {
@@ -318,13 +385,4 @@ fn seq(port: u16) -> String {
                 .ok()
         })
         .map_or_else(|| "-".to_owned(), |s| s.unwrap_or_else(|| "0".to_owned()))
-}
-
-/// `kill -<signal> <pid>`.
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{signal} {pid}");
 }

@@ -17,12 +17,12 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use super::process::{ChildGuard, TempDir, free_port, poll};
 use super::redis_server::{
-    TempDir, append, connect, free_port, info, info_field, log_tail, poll, role, spawn_redis,
-    stop_child, strings, wait_ready,
+    append, connect, info, info_field, log_tail, role, spawn_redis, stop_child, strings, wait_ready,
 };
 
 /// How long [`ClusterSet::start`] and [`ClusterSet::restart`] wait for the
@@ -35,7 +35,7 @@ struct ClusterNode {
     port: u16,
     bus_port: u16,
     dir: PathBuf,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 impl ClusterNode {
@@ -97,7 +97,10 @@ impl ClusterSet {
 
     /// The pid of the node on `port`, if it runs.
     pub fn pid(&self, port: u16) -> Option<u32> {
-        self.nodes[self.index(port)].child.as_ref().map(Child::id)
+        self.nodes[self.index(port)]
+            .child
+            .as_ref()
+            .map(ChildGuard::pid)
     }
 
     /// The port of the master serving `slot`, from `CLUSTER SLOTS` of the
@@ -244,16 +247,17 @@ impl ClusterSet {
         command.args(["--cluster", "create"]);
         command.args(self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
         command.args(["--cluster-replicas", "1", "--cluster-yes"]);
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().expect("clone log handle"))
-            .stderr(out)
-            .spawn()
-            .expect("redis-cli must be installed");
-        let status = poll(Duration::from_secs(60), || child.try_wait().ok().flatten());
+        let mut child = ChildGuard::new(
+            command
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("clone log handle"))
+                .stderr(out)
+                .spawn()
+                .expect("redis-cli must be installed"),
+        );
+        let status = poll(Duration::from_secs(60), || child.try_wait());
         let Some(status) = status else {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
             panic!(
                 "redis-cli --cluster create timed out; {}:\n{}",
                 log.display(),

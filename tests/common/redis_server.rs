@@ -4,9 +4,11 @@
 //!
 //! Every server gets its own temp directory (removed on drop, kept when the
 //! thread is panicking so its `redis.log` can be read). Also the shared
-//! helpers of `sentinel.rs` and `cluster.rs` ([`TempDir`], [`spawn_redis`],
+//! helpers of `sentinel.rs` and `cluster.rs` ([`spawn_redis`],
 //! [`wait_ready`], [`connect`], [`info_field`]), which expect this file to be
-//! included as a sibling module named `redis_server`.
+//! included as a sibling module named `redis_server`, and the process kit
+//! ([`process`]: child guard, free port, temp dir, polling) as its child
+//! module, so that benches including this file alone have it too.
 
 #![allow(
     dead_code,
@@ -16,22 +18,24 @@
     clippy::panic
 )]
 
-use std::collections::HashSet;
+#[path = "process.rs"]
+pub mod process;
+
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use process::{ChildGuard, TempDir, free_port, poll_every};
 
 /// A redis-server child process on 127.0.0.1.
 pub struct RedisServer {
     port: u16,
     extra_args: Vec<String>,
     persistent: bool,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
     dir: TempDir,
 }
 
@@ -79,7 +83,7 @@ impl RedisServer {
 
     /// The pid of the running server, if any.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.child.as_ref().map(ChildGuard::pid)
     }
 
     /// This server's own directory (data dir and `redis.log`).
@@ -93,7 +97,7 @@ impl RedisServer {
         stop_child(&mut self.child);
     }
 
-    /// SIGKILL by pid ([`Child::kill`]) and reap; the data dir stays.
+    /// SIGKILL by pid ([`ChildGuard::kill`]) and reap; the data dir stays.
     pub fn kill9(&mut self) {
         self.kill();
     }
@@ -123,12 +127,10 @@ impl RedisServer {
 
     /// Sends a signal to the server process (`STOP` / `CONT` simulate a partition).
     pub fn signal(&self, signal: &str) {
-        let pid = self.pid().expect("server is running");
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success(), "kill -{signal} {pid}");
+        self.child
+            .as_ref()
+            .expect("server is running")
+            .signal(signal);
     }
 
     fn spawn(&mut self) {
@@ -154,63 +156,6 @@ impl Drop for RedisServer {
     }
 }
 
-/// Ports handed out by [`free_port`] in this process: never handed out twice.
-static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-
-/// A port that was free a moment ago on 127.0.0.1 (and not handed out
-/// before by this process).
-pub fn free_port() -> u16 {
-    loop {
-        let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .map(|addr| addr.port())
-            .expect("an ephemeral loopback port");
-        let mut guard = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.get_or_insert_with(HashSet::new).insert(port) {
-            return port;
-        }
-    }
-}
-
-/// A unique directory under [`std::env::temp_dir`], removed on drop unless
-/// the thread is panicking (then its path is printed, for the logs).
-pub struct TempDir {
-    path: PathBuf,
-}
-
-impl TempDir {
-    /// Creates `<tmp>/revokd-<label>-<pid>-<n>` (skipping names left over
-    /// by an earlier process with the same pid).
-    pub fn new(label: &str) -> TempDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        loop {
-            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            let path =
-                std::env::temp_dir().join(format!("revokd-{label}-{}-{n}", std::process::id()));
-            match std::fs::create_dir(&path) {
-                Ok(()) => return TempDir { path },
-                Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-                Err(err) => panic!("create {}: {err}", path.display()),
-            }
-        }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("keeping {} for its logs", self.path.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
 /// Strings as command-line arguments.
 pub fn strings(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
@@ -218,7 +163,7 @@ pub fn strings(args: &[&str]) -> Vec<OsString> {
 
 /// Spawns `redis-server <args>` bound to 127.0.0.1 (prepended unless `args`
 /// starts with a config file) with stdout and stderr appended to `log`.
-pub fn spawn_redis(args: &[OsString], log: &Path) -> Child {
+pub fn spawn_redis(args: &[OsString], log: &Path) -> ChildGuard {
     let mut command = Command::new("redis-server");
     let starts_with_conf = args
         .first()
@@ -230,12 +175,13 @@ pub fn spawn_redis(args: &[OsString], log: &Path) -> Child {
     }
     let out = append(log);
     let err = out.try_clone().expect("clone log file handle");
-    command
+    let child = command
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .spawn()
-        .expect("redis-server must be installed (scripts/test installs it)")
+        .expect("redis-server must be installed (scripts/test installs it)");
+    ChildGuard::new(child)
 }
 
 /// Opens `path` for appending (created if missing).
@@ -247,11 +193,10 @@ pub fn append(path: &Path) -> File {
         .unwrap_or_else(|err| panic!("open {}: {err}", path.display()))
 }
 
-/// Kills a child by pid (SIGKILL) and reaps it.
-pub fn stop_child(child: &mut Option<Child>) {
-    if let Some(mut child) = child.take() {
-        let _ = child.kill();
-        let _ = child.wait();
+/// Kills a child by pid (SIGKILL) and reaps it, if there is one.
+pub fn stop_child(child: &mut Option<ChildGuard>) {
+    if let Some(child) = child.take() {
+        child.kill();
     }
 }
 
@@ -263,38 +208,39 @@ pub fn log_tail(log: &Path, lines: usize) -> String {
 }
 
 /// Waits (up to 10 s) until the server on `port` answers PING; panics with
-/// the log's tail if the child exits first or the deadline passes.
-pub fn wait_ready(port: u16, child: &mut Child, log: &Path) {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
+/// the log's tail if the child exits first or the deadline passes (the
+/// caller's guard then kills it).
+pub fn wait_ready(port: u16, child: &mut ChildGuard, log: &Path) {
+    let ready = poll_every(Duration::from_secs(10), Duration::from_millis(20), || {
+        if let Some(status) = child.try_wait() {
             panic!(
                 "redis-server on port {port} exited ({status}); {}:\n{}",
                 log.display(),
                 log_tail(log, 20)
             );
         }
-        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
-            use std::io::{Read, Write};
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let mut reply = [0u8; 7];
-            if stream.write_all(b"PING\r\n").is_ok()
-                && stream.read_exact(&mut reply).is_ok()
-                && &reply == b"+PONG\r\n"
-            {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!(
+        answers_ping(port).then_some(())
+    });
+    assert!(
+        ready.is_some(),
         "redis-server on port {port} did not become ready; {}:\n{}",
         log.display(),
         log_tail(log, 20)
     );
+}
+
+/// Whether 127.0.0.1:`port` answers a raw `PING` with `+PONG`.
+fn answers_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(100)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut reply = [0u8; 7];
+    stream.write_all(b"PING\r\n").is_ok()
+        && stream.read_exact(&mut reply).is_ok()
+        && &reply == b"+PONG\r\n"
 }
 
 /// A sync connection to 127.0.0.1:`port`, with 1 s connect/read/write timeouts.
@@ -331,19 +277,5 @@ pub fn role(port: u16) -> Option<String> {
             .next()
             .and_then(|first| redis::from_redis_value::<String>(first).ok()),
         _ => None,
-    }
-}
-
-/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
-pub fn poll<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

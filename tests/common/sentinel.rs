@@ -16,12 +16,11 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
-use std::process::Child;
 use std::time::{Duration, Instant};
 
+use super::process::{ChildGuard, TempDir, free_port, poll};
 use super::redis_server::{
-    TempDir, connect, free_port, info, info_field, log_tail, poll, role, spawn_redis, stop_child,
-    strings, wait_ready,
+    connect, info, info_field, log_tail, role, spawn_redis, stop_child, strings, wait_ready,
 };
 
 /// How long [`SentinelSet::start`] and [`SentinelSet::restart`] wait for the
@@ -32,7 +31,7 @@ const SETTLE: Duration = Duration::from_secs(30);
 struct Proc {
     port: u16,
     dir: TempDir,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
 }
 
 impl Proc {
@@ -175,7 +174,10 @@ impl SentinelSet {
 
     /// The pid of the data node on `port`, if it runs.
     pub fn pid(&self, port: u16) -> Option<u32> {
-        self.nodes[self.index(port)].child.as_ref().map(Child::id)
+        self.nodes[self.index(port)]
+            .child
+            .as_ref()
+            .map(ChildGuard::pid)
     }
 
     /// SIGKILLs (by pid) the data node on `port`, master or replica.

@@ -1,23 +1,18 @@
 //! The binary: dev mode, keygen, client new.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use revokd::config::Config;
 use revokd::keys::{KeyAlg, SigningKey};
 use serde_json::Value;
 
+use crate::config::{Client, ConfigFile};
+use crate::loopback;
+use crate::process::{ChildGuard, StdoutLines, TempDir, free_port};
+use crate::wait::{exit_within, wait_for_status};
+
 const BIN: &str = env!("CARGO_BIN_EXE_revokd");
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Parses `curl -s -u ID:SECRET -d grant_type=… URL`.
 fn parse_curl(line: &str) -> (String, String, String, String) {
@@ -33,30 +28,20 @@ fn parse_curl(line: &str) -> (String, String, String, String) {
 
 #[tokio::test]
 async fn dev_mode_prints_a_curl_line_that_works() {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env("RUST_LOG", "debug")
-        .env_remove("REVOKD_CONFIG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut guard = Killed(child);
-    let curl = tokio::task::spawn_blocking(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        lines
-            .find_map(|l| l.ok().filter(|l| l.starts_with("curl ")))
-            .unwrap()
-    });
-    let curl = tokio::time::timeout(Duration::from_secs(60), curl)
-        .await
-        .unwrap()
-        .unwrap();
+    let mut guard = ChildGuard::spawn(
+        Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("RUST_LOG", "debug")
+            .env_remove("REVOKD_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    let stdout = StdoutLines::new(guard.take_stdout());
+    let stderr = guard.take_stderr();
+    let curl = stdout.next_matching(Duration::from_secs(60), |l| l.starts_with("curl "));
     let (id, secret, data, url) = parse_curl(&curl);
     let (name, value) = data.split_once('=').unwrap();
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = loopback::client(Duration::from_secs(30));
     let resp = http
         .post(&url)
         .basic_auth(&id, Some(&secret))
@@ -79,14 +64,9 @@ async fn dev_mode_prints_a_curl_line_that_works() {
     assert_eq!(body["active"], true);
 
     // Stop it and check the log: a loud warning, no token, no secret.
-    let pid = guard.0.id().to_string();
-    let _ = Command::new("kill").args(["-TERM", &pid]).status();
-    let status = tokio::task::spawn_blocking(move || {
-        let status = guard.0.wait();
-        drop(guard);
-        status
-    });
-    let _ = tokio::time::timeout(Duration::from_secs(30), status).await;
+    guard.signal("TERM");
+    let _ = exit_within(&mut guard, Duration::from_secs(30)).await;
+    drop(guard);
     let log = std::io::read_to_string(stderr).unwrap();
     assert!(log.contains("EPHEMERAL"), "{log}");
     assert!(!log.contains(&secret), "secret in log");
@@ -151,19 +131,9 @@ fn client_new_prints_a_secret_and_a_stanza_that_parses() {
     );
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test]
 async fn serve_reads_the_config_file_its_key_files_and_env_overrides() {
-    let dir =
-        std::env::temp_dir().join(format!("revokd-cli-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli");
     let pem = Command::new(BIN)
         .args(["keygen", "--alg", "ES256"])
         .output()
@@ -171,25 +141,16 @@ async fn serve_reads_the_config_file_its_key_files_and_env_overrides() {
         .stdout;
     std::fs::write(dir.join("k.pem"), pem).unwrap();
     let port = free_port();
-    let hash = revokd::issuer::client_auth::sha256_secret_hash("s3cret");
-    let toml = format!(
-        r#"issuer = "http://127.0.0.1:{port}"
-listen = "127.0.0.1:{port}"
-
-[[signing_keys]]
-kid = "file-key"
-private_key_file = "{}"
-
-[[clients]]
-id = "svc"
-secret_hash = "{hash}"
-grants = ["client_credentials"]
-scopes = ["read"]
-"#,
-        dir.join("k.pem").display()
-    );
-    let file = dir.join("revokd.toml");
-    std::fs::write(&file, toml).unwrap();
+    let file = ConfigFile::new()
+        .issuer(&format!("http://127.0.0.1:{port}"))
+        .listen(&format!("127.0.0.1:{port}"))
+        .signing_key("file-key", &dir.join("k.pem"))
+        .client(
+            Client::new("svc", "s3cret")
+                .grants(&["client_credentials"])
+                .scopes(&["read"]),
+        )
+        .write(dir.path());
 
     // An unknown override is an error that names the key.
     let out = Command::new(BIN)
@@ -201,26 +162,23 @@ scopes = ["read"]
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_such_key"));
 
-    let child = Command::new(BIN)
-        .arg("serve")
-        .env("REVOKD_CONFIG", &file)
-        .env("REVOKD_TOKENS__ACCESS_TTL", "90s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let _guard = Killed(child);
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let _guard = ChildGuard::spawn(
+        Command::new(BIN)
+            .arg("serve")
+            .env("REVOKD_CONFIG", &file)
+            .env("REVOKD_TOKENS__ACCESS_TTL", "90s")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let http = loopback::client(Duration::from_secs(30));
     let base = format!("http://127.0.0.1:{port}");
-    let mut up = false;
-    for _ in 0..300 {
-        if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(up, "server did not start");
+    wait_for_status(
+        &http,
+        &format!("{base}/healthz"),
+        200,
+        Duration::from_secs(30),
+    )
+    .await;
     let resp = http
         .post(format!("{base}/oauth2/token"))
         .basic_auth("svc", Some("s3cret"))
@@ -234,5 +192,4 @@ scopes = ["read"]
     let (header, _) = crate::support::decode_parts(body["access_token"].as_str().unwrap());
     assert_eq!(header["kid"], "file-key");
     assert_eq!(header["alg"], "ES256");
-    let _ = std::fs::remove_dir_all(&dir);
 }

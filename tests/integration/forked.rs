@@ -9,8 +9,9 @@ use revokd::keys::{KeyAlg, KeySet};
 use serde_json::Value;
 
 use crate::redis_server::RedisServer;
-use crate::resource_server::e2e::{http, start_resource_server, wait_for};
+use crate::resource_server::e2e::{READY, http, start_resource_server};
 use crate::support::{Server, WEB, decode_parts, start_on_redis, start_on_redis_discoverable};
+use crate::wait::{eventually, wait_for_status};
 
 /// The resource server's answer to `token`.
 async fn resource_status(api: &str, token: &str) -> u16 {
@@ -22,19 +23,6 @@ async fn resource_status(api: &str, token: &str) -> u16 {
         .unwrap()
         .status()
         .as_u16()
-}
-
-/// Polls `what` until true, for at most `bound`.
-async fn eventually<F: std::future::Future<Output = bool>>(
-    what: &str,
-    bound: Duration,
-    mut condition: impl FnMut() -> F,
-) {
-    let deadline = Instant::now() + bound;
-    while !condition().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Whether Redis holds a rule for the token's `jti`.
@@ -78,7 +66,7 @@ async fn redis_restarted_from_an_older_rdb_keeps_every_answered_revocation() {
     let (a, _ra) = start_on_redis_discoverable(keys.clone(), &redis.url()).await;
     let (b, _rb) = start_on_redis(&a.base, keys, &redis.url()).await;
     let (_api_process, api) = start_resource_server(&a.base, &redis.url(), &[]);
-    wait_for(&http(), &format!("{api}/readyz"), 200).await;
+    wait_for_status(&http(), &format!("{api}/readyz"), 200, READY).await;
 
     let mut tokens = Vec::new();
     for i in 0..7 {
@@ -129,9 +117,9 @@ async fn redis_restarted_from_an_older_rdb_keeps_every_answered_revocation() {
 
     // Everyone follows the restored history: a new revocation reaches all.
     for issuer in [&a, &b] {
-        wait_for(&http(), &format!("{}/readyz", issuer.base), 200).await;
+        wait_for_status(&http(), &format!("{}/readyz", issuer.base), 200, READY).await;
     }
-    wait_for(&http(), &format!("{api}/readyz"), 200).await;
+    wait_for_status(&http(), &format!("{api}/readyz"), 200, READY).await;
     assert_eq!(b.revoke(WEB, &after_restart).await, 200);
     let revoked_at = Instant::now();
     eventually(

@@ -5,8 +5,6 @@
 //! replicas (`replica_acks`) answer 503, never a 200 that a failover could
 //! lose.
 
-use std::future::Future;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,11 +12,13 @@ use revokd::config::StoreConfig;
 use revokd::keys::{KeyAlg, KeySet};
 
 use crate::cluster::ClusterSet;
+use crate::process::{signal, try_signal};
 use crate::redis_server::connect;
 use crate::resource_server::KeyServer;
 use crate::resource_server::e2e::{Process, http, start_resource_server_on};
 use crate::sentinel::SentinelSet;
 use crate::support::{Server, WEB, decode_parts, start_on_store};
+use crate::wait::{eventually, wait_for_status};
 
 /// The `iss` of the deployments that need no resource server.
 const ISSUER: &str = "http://revokd.test";
@@ -33,23 +33,6 @@ const RETRY: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(20);
 
 // === helpers ===
-
-/// Polls `check` (every 25 ms) until it is true; panics after `bound`.
-/// Returns how long it took.
-async fn eventually<F, Fut>(what: &str, bound: Duration, mut check: F) -> Duration
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < bound, "{what}: not within {bound:?}");
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
 
 /// Revokes `token` at `server` until it answers 200; every other answer
 /// must be 503. Returns the number of 503s.
@@ -71,32 +54,13 @@ async fn revoke_until_200(server: &Server, token: &str) -> u32 {
     }
 }
 
-/// The status of `GET {base}/readyz` (0 when the request failed).
-async fn readyz(http: &reqwest::Client, base: &str) -> u16 {
-    match http.get(format!("{base}/readyz")).send().await {
-        Ok(response) => response.status().as_u16(),
-        Err(_) => 0,
-    }
-}
-
 /// Waits until `GET {base}/readyz` answers 200.
 async fn eventually_ready(http: &reqwest::Client, base: &str) -> Duration {
-    eventually(&format!("{base}/readyz 200"), SETTLE, || async move {
-        readyz(http, base).await == 200
-    })
-    .await
+    wait_for_status(http, &format!("{base}/readyz"), 200, SETTLE).await
 }
 
 /// A process's stopped state (SIGSTOP), resumed (SIGCONT) on drop.
 struct Stopped(Option<u32>);
-
-fn signal(pid: u32, signal: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{signal}"), &pid.to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(status.success(), "kill -{signal} {pid}");
-}
 
 impl Stopped {
     fn stop(pid: u32) -> Stopped {
@@ -113,10 +77,9 @@ impl Stopped {
 
 impl Drop for Stopped {
     fn drop(&mut self) {
+        // Best effort: a drop must not panic.
         if let Some(pid) = self.0.take() {
-            let _ = Command::new("kill")
-                .args(["-CONT", &pid.to_string()])
-                .status();
+            try_signal(pid, "CONT");
         }
     }
 }

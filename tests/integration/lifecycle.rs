@@ -1,82 +1,49 @@
 //! The real binary's lifecycle: JSON logs with request ids and no secrets,
 //! graceful shutdown on SIGTERM, every configuration problem at once.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::config::{Client, ConfigFile};
 use crate::limits::{finish, start_slow_token_request};
+use crate::loopback;
+use crate::process::{ChildGuard, TempDir, free_port};
+use crate::wait::{answers_within, exit_within};
 
 const BIN: &str = env!("CARGO_BIN_EXE_revokd");
 const SECRET: &str = "lifecycle-secret-9f3c1e";
 
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "revokd-{name}-{}-{}",
-        std::process::id(),
-        free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 /// A config for one client `svc` (secret [`SECRET`]) on `port`.
-fn write_config(dir: &std::path::Path, port: u16, extra: &str) -> PathBuf {
-    let hash = revokd::issuer::client_auth::sha256_secret_hash(SECRET);
-    let toml = format!(
-        "issuer = \"http://127.0.0.1:{port}\"\nlisten = \"127.0.0.1:{port}\"\n{extra}\n\
-         [[clients]]\nid = \"svc\"\nsecret_hash = \"{hash}\"\n\
-         grants = [\"client_credentials\"]\nscopes = [\"read\"]\n"
-    );
-    let file = dir.join("revokd.toml");
-    std::fs::write(&file, toml).unwrap();
-    file
+fn config(port: u16) -> ConfigFile {
+    ConfigFile::new()
+        .issuer(&format!("http://127.0.0.1:{port}"))
+        .listen(&format!("127.0.0.1:{port}"))
+        .client(
+            Client::new("svc", SECRET)
+                .grants(&["client_credentials"])
+                .scopes(&["read"]),
+        )
 }
 
 /// Starts `revokd serve --config FILE --log-format json`, stderr to a file,
 /// and waits for `/healthz`.
-async fn spawn(file: &std::path::Path, log: &std::path::Path, port: u16) -> Killed {
-    let child = Command::new(BIN)
-        .args(["serve", "--log-format", "json", "--config"])
-        .arg(file)
-        .env_remove("REVOKD_CONFIG")
-        .env_remove("REVOKD_LOG_FORMAT")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .unwrap();
-    let guard = Killed(child);
-    let http = client();
-    for _ in 0..300 {
-        if http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return guard;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+async fn spawn(file: &Path, log: &Path, port: u16) -> ChildGuard {
+    let guard = ChildGuard::spawn(
+        Command::new(BIN)
+            .args(["serve", "--log-format", "json", "--config"])
+            .arg(file)
+            .env_remove("REVOKD_CONFIG")
+            .env_remove("REVOKD_LOG_FORMAT")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap()),
+    );
+    let healthz = format!("http://127.0.0.1:{port}/healthz");
+    if answers_within(&client(), &healthz, 200, Duration::from_secs(15)).await {
+        return guard;
     }
     panic!(
         "server did not start: {}",
@@ -85,38 +52,21 @@ async fn spawn(file: &std::path::Path, log: &std::path::Path, port: u16) -> Kill
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap()
-}
-
-fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    loopback::client(Duration::from_secs(20))
 }
 
 /// Waits for the child to exit, at most `bound`.
-async fn exit_within(guard: &mut Killed, bound: Duration) -> std::process::ExitStatus {
-    let started = Instant::now();
-    loop {
-        if let Some(status) = guard.0.try_wait().unwrap() {
-            return status;
-        }
-        assert!(started.elapsed() < bound, "still running after {bound:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn exit_status_within(guard: &mut ChildGuard, bound: Duration) -> std::process::ExitStatus {
+    exit_within(guard, bound)
+        .await
+        .unwrap_or_else(|| panic!("still running after {bound:?}"))
 }
 
 #[tokio::test]
 async fn json_logs_carry_the_request_id_and_never_a_secret_or_token() {
-    let dir = scratch_dir("logs");
+    let dir = TempDir::new("logs");
     let port = free_port();
-    let file = write_config(&dir, port, "");
+    let file = config(port).write(dir.path());
     let log = dir.join("stderr.log");
     let mut guard = spawn(&file, &log, port).await;
     let base = format!("http://127.0.0.1:{port}");
@@ -165,8 +115,8 @@ async fn json_logs_carry_the_request_id_and_never_a_secret_or_token() {
         .unwrap();
     assert_eq!(resp.status(), 401);
 
-    sigterm(&guard.0);
-    let status = exit_within(&mut guard, Duration::from_secs(20)).await;
+    guard.signal("TERM");
+    let status = exit_status_within(&mut guard, Duration::from_secs(20)).await;
     assert!(status.success(), "{status}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(!text.contains(SECRET), "secret in log:\n{text}");
@@ -193,21 +143,20 @@ async fn json_logs_carry_the_request_id_and_never_a_secret_or_token() {
     let line = find("log-test-introspect-2");
     assert_eq!(line["fields"]["route"], "/oauth2/introspect", "{line}");
     assert!(text.contains("shutting down"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn sigterm_drains_the_request_in_flight_refuses_new_ones_and_exits_0() {
-    let dir = scratch_dir("drain");
+    let dir = TempDir::new("drain");
     let port = free_port();
-    let file = write_config(&dir, port, "");
+    let file = config(port).write(dir.path());
     let log = dir.join("stderr.log");
     let mut guard = spawn(&file, &log, port).await;
     let addr = format!("127.0.0.1:{port}");
 
     let (slow, rest) = start_slow_token_request(&addr, ("svc", SECRET)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sigterm(&guard.0);
+    guard.signal("TERM");
     // The listener closes at once…
     let mut refused = false;
     for _ in 0..100 {
@@ -221,25 +170,23 @@ async fn sigterm_drains_the_request_in_flight_refuses_new_ones_and_exits_0() {
     // …while the request in flight is still served, and the process waits
     // for it.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(
-        guard.0.try_wait().unwrap().is_none(),
-        "exited before draining"
-    );
+    assert!(guard.try_wait().is_none(), "exited before draining");
     let response = finish(slow, &rest).await;
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     assert!(response.contains("access_token"), "{response}");
-    let status = exit_within(&mut guard, Duration::from_secs(10)).await;
+    let status = exit_status_within(&mut guard, Duration::from_secs(10)).await;
     assert!(status.success(), "{status}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("revokd stopped"), "{text}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_connection_that_never_finishes_does_not_hold_shutdown_past_its_bound() {
-    let dir = scratch_dir("bound");
+    let dir = TempDir::new("bound");
     let port = free_port();
-    let file = write_config(&dir, port, "[limits]\nrequest_timeout = \"1s\"\n");
+    let file = config(port)
+        .limit("request_timeout", "1s")
+        .write(dir.path());
     let log = dir.join("stderr.log");
     let mut guard = spawn(&file, &log, port).await;
     let addr = format!("127.0.0.1:{port}");
@@ -249,19 +196,18 @@ async fn a_connection_that_never_finishes_does_not_hold_shutdown_past_its_bound(
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sigterm(&guard.0);
+    guard.signal("TERM");
     // request_timeout (1 s) + 5 s, with room for a loaded machine.
-    let status = exit_within(&mut guard, Duration::from_secs(15)).await;
+    let status = exit_status_within(&mut guard, Duration::from_secs(15)).await;
     assert!(status.success(), "{status}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("after the drain bound"), "{text}");
     drop(stalled);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_config_with_several_problems_lists_every_one_and_exits_non_zero() {
-    let dir = scratch_dir("badconfig");
+    let dir = TempDir::new("badconfig");
     let toml = r#"issuer = ""
 [tokens]
 access_ttl = "0s"
@@ -299,5 +245,4 @@ secret_hash = "sha256:00"
             "{problem:?} missing from:\n{stderr}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

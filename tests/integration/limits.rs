@@ -215,7 +215,7 @@ pub const SLOWHASH: (&str, &str) = ("slowhash", "slowhash-secret");
 pub fn add_slowhash(config: &mut revokd::config::Config) {
     config.clients.push(revokd::config::ClientConfig {
         id: SLOWHASH.0.into(),
-        secret_hash: crate::support::costly_argon2(SLOWHASH.1, 16 * 1024, 3),
+        secret_hash: crate::config::argon2_hash(SLOWHASH.1, 16 * 1024, 3),
         grants: vec![revokd::config::GrantType::ClientCredentials],
         scopes: vec!["read".into()],
         default_scopes: None,

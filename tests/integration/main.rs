@@ -9,6 +9,19 @@ mod support;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
 
+// The process kit is a child of redis_server.rs (benches include that file
+// alone); the other kit files reach it as `super::process`.
+use redis_server::process;
+
+#[path = "../common/config.rs"]
+mod config;
+
+#[path = "../common/loopback.rs"]
+mod loopback;
+
+#[path = "../common/wait.rs"]
+mod wait;
+
 #[path = "../common/sentinel.rs"]
 mod sentinel;
 

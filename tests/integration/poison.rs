@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use revokd::keys::{KeyAlg, KeySet};
 use serde_json::{Value, json};
 
+use crate::config::ConfigFile;
+use crate::process::TempDir;
 use crate::redis_server::RedisServer;
 use crate::support::{self, ADMIN, ALICE, Server, WEB, start_on_redis};
 
@@ -233,17 +235,15 @@ async fn the_break_glass_deletes_a_rule_straight_from_redis() {
         }
     };
     assert!(!active(token.clone()).await);
-    let dir = std::env::temp_dir().join(format!("revokd-breakglass-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("revokd.toml");
-    std::fs::write(&file, format!("[store]\nredis_url = \"{}\"\n", redis.url())).unwrap();
+    let dir = TempDir::new("breakglass");
+    let file = ConfigFile::new().redis_url(&redis.url()).write(dir.path());
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_revokd"))
         .args(["rules", "--config"])
         .arg(&file)
         .args(["delete", "client:web"])
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     assert!(
         output.status.success(),
         "{}",

@@ -7,8 +7,12 @@ use std::time::{Duration, Instant};
 use revokd::keys::{KeyAlg, KeySet};
 use serde_json::Value;
 
+use crate::config::{Client, ConfigFile};
+use crate::loopback;
+use crate::process::{ChildGuard, TempDir, free_port};
 use crate::redis_server::RedisServer;
 use crate::support::{Server, WEB, start_on_redis};
+use crate::wait::wait_for_status;
 
 const ISSUER: &str = "http://revokd.test";
 
@@ -76,19 +80,9 @@ async fn without_redis_revocation_is_503_while_tokens_are_still_issued() {
     let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis(ISSUER, keys, &redis.url()).await;
     let token = a.cc_token(WEB).await;
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while a
-        .http
-        .get(format!("{}/readyz", a.base))
-        .send()
-        .await
-        .unwrap()
-        .status()
-        != 200
-    {
-        assert!(Instant::now() < deadline, "never ready: redis is up");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Never ready would be wrong: redis is up.
+    let readyz = format!("{}/readyz", a.base);
+    wait_for_status(&a.http, &readyz, 200, Duration::from_secs(5)).await;
 
     redis.kill();
     let started = Instant::now();
@@ -157,16 +151,6 @@ async fn both_stores_export_the_denylist_metrics() {
     assert!(text.contains("revokd_denylist_staleness_seconds"), "{text}");
 }
 
-/// Kills the child process when dropped.
-struct Child(std::process::Child);
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn openssl(dir: &std::path::Path, args: &[&str]) {
     let status = std::process::Command::new("openssl")
         .current_dir(dir)
@@ -180,14 +164,10 @@ fn openssl(dir: &std::path::Path, args: &[&str]) {
 
 #[tokio::test]
 async fn an_issuer_replicates_through_redis_over_tls() {
-    let dir = std::env::temp_dir().join(format!(
-        "revokd-tls-{}-{}",
-        std::process::id(),
-        crate::redis_server::free_port()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tls = TempDir::new("tls");
+    let dir = tls.path();
     openssl(
-        &dir,
+        dir,
         &[
             "req",
             "-x509",
@@ -205,7 +185,7 @@ async fn an_issuer_replicates_through_redis_over_tls() {
         ],
     );
     openssl(
-        &dir,
+        dir,
         &[
             "req",
             "-newkey",
@@ -221,7 +201,7 @@ async fn an_issuer_replicates_through_redis_over_tls() {
     );
     std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
     openssl(
-        &dir,
+        dir,
         &[
             "x509",
             "-req",
@@ -241,10 +221,10 @@ async fn an_issuer_replicates_through_redis_over_tls() {
         ],
     );
 
-    let tls_port = crate::redis_server::free_port();
-    let _redis = Child(
+    let tls_port = free_port();
+    let _redis = ChildGuard::spawn(
         std::process::Command::new("redis-server")
-            .current_dir(&dir)
+            .current_dir(dir)
             .args([
                 "--port",
                 "0",
@@ -269,43 +249,39 @@ async fn an_issuer_replicates_through_redis_over_tls() {
                 "--appendonly",
                 "no",
             ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stdout(std::process::Stdio::null()),
     );
 
-    let port = crate::redis_server::free_port();
+    let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let hash = revokd::issuer::client_auth::sha256_secret_hash(WEB.1);
-    let toml = format!(
-        "issuer = \"{base}\"\nlisten = \"127.0.0.1:{port}\"\n\n[[clients]]\nid = \"{}\"\nsecret_hash = \"{hash}\"\ngrants = [\"client_credentials\"]\nscopes = [\"read\"]\n",
-        WEB.0
-    );
-    std::fs::write(dir.join("revokd.toml"), toml).unwrap();
-    let _issuer = Child(
+    let config = ConfigFile::new()
+        .issuer(&base)
+        .listen(&format!("127.0.0.1:{port}"))
+        .client(
+            Client::new(WEB.0, WEB.1)
+                .grants(&["client_credentials"])
+                .scopes(&["read"]),
+        )
+        .write(dir);
+    let _issuer = ChildGuard::spawn(
         std::process::Command::new(env!("CARGO_BIN_EXE_revokd"))
             .args(["serve", "--config"])
-            .arg(dir.join("revokd.toml"))
+            .arg(&config)
             .args(["--redis", &format!("rediss://127.0.0.1:{tls_port}")])
             // rustls reads its trust roots from here instead of the system store.
             .env("SSL_CERT_FILE", dir.join("ca.pem"))
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
+            .stderr(std::process::Stdio::null()),
     );
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let http = loopback::client(Duration::from_secs(30));
     // Ready means: Redis answered over TLS and the denylist proved in sync.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Ok(response) = http.get(format!("{base}/readyz")).send().await
-            && response.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never ready over TLS");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_status(
+        &http,
+        &format!("{base}/readyz"),
+        200,
+        Duration::from_secs(15),
+    )
+    .await;
     let body: Value = http
         .post(format!("{base}/oauth2/token"))
         .basic_auth(WEB.0, Some(WEB.1))
@@ -325,5 +301,4 @@ async fn an_issuer_replicates_through_redis_over_tls() {
         .await
         .unwrap();
     assert_eq!(revoke.status(), 200, "Redis over TLS took the rule");
-    let _ = std::fs::remove_dir_all(&dir);
 }

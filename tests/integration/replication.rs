@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::redis_server::RedisServer;
+use crate::wait;
 use prometheus::Registry;
 use revokd::denylist::Denylist;
 use revokd::metrics::DenylistMetrics;
@@ -95,12 +96,9 @@ impl Node {
     }
 }
 
+/// [`wait::eventually`] for a condition that needs no `.await`.
 async fn eventually(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait::eventually(what, timeout, || std::future::ready(condition())).await;
 }
 
 #[tokio::test]

@@ -219,7 +219,7 @@ async fn argon2_client_secrets_verify_and_repeat_from_the_cache() {
     let server = support::start_with(keys, |c| {
         // Slow enough to be seen running (8 MiB, one pass).
         let argon = c.clients.iter_mut().find(|c| c.id == ARGON.0).unwrap();
-        argon.secret_hash = support::costly_argon2(ARGON.1, 8 * 1024, 1);
+        argon.secret_hash = crate::config::argon2_hash(ARGON.1, 8 * 1024, 1);
         // One failed verification per client id: a wrong secret verified a
         // second time instead of answered from the cache would be 429.
         c.limits.argon2_failures = 1;

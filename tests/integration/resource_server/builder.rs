@@ -11,8 +11,10 @@ use revokd::resource_server::ResourceServer;
 use serde_json::Value;
 
 use super::AUDIENCE;
+use crate::loopback;
 use crate::redis_server::RedisServer;
 use crate::support::{WEB, key_set, start_on_redis_discoverable};
+use crate::wait::wait_for_status;
 
 #[tokio::test]
 async fn ten_lines_protect_an_app_and_a_revocation_is_a_401_at_once()
@@ -20,8 +22,7 @@ async fn ten_lines_protect_an_app_and_a_revocation_is_a_401_at_once()
     let redis = RedisServer::start();
     let (issuer, _replication) =
         start_on_redis_discoverable(key_set(KeyAlg::EdDSA, "k1"), &redis.url()).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = loopback::listener().await;
 
     // The embedding, as a user writes it: ten lines.
     let server = ResourceServer::builder()
@@ -34,10 +35,16 @@ async fn ten_lines_protect_an_app_and_a_revocation_is_a_401_at_once()
         .route("/api/hello", get(hello))
         .layer(server.layer())
         .merge(server.ops_routes());
-    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let _task = loopback::serve_on(listener, app);
 
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    wait_until_ready(&http, &base).await;
+    let http = loopback::client(Duration::from_secs(10));
+    wait_for_status(
+        &http,
+        &format!("{base}/readyz"),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
     let (access, _) = issuer.login(WEB).await;
     let hello = |token: String| {
         http.get(format!("{base}/api/hello"))
@@ -58,7 +65,6 @@ async fn ten_lines_protect_an_app_and_a_revocation_is_a_401_at_once()
     let metrics = http.get(format!("{base}/metrics")).send().await.unwrap();
     let metrics = metrics.text().await.unwrap();
     assert!(metrics.contains("revokd_denylist_rules"), "{metrics}");
-    task.abort();
     Ok(())
 }
 
@@ -69,8 +75,7 @@ async fn a_named_resource_serves_its_metadata_and_challenges_name_it() {
     let redis = RedisServer::start();
     let (issuer, _replication) =
         start_on_redis_discoverable(key_set(KeyAlg::EdDSA, "k1"), &redis.url()).await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = loopback::listener().await;
     let server = ResourceServer::builder()
         .issuer(issuer.base.clone())
         .audience(AUDIENCE)
@@ -84,9 +89,15 @@ async fn a_named_resource_serves_its_metadata_and_challenges_name_it() {
         .route("/api/hello", get(hello))
         .layer(server.layer())
         .merge(server.ops_routes());
-    let task = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    wait_until_ready(&http, &base).await;
+    let _task = loopback::serve_on(listener, app);
+    let http = loopback::client(Duration::from_secs(10));
+    wait_for_status(
+        &http,
+        &format!("{base}/readyz"),
+        200,
+        Duration::from_secs(10),
+    )
+    .await;
 
     let refused = http.get(format!("{base}/api/hello")).send().await.unwrap();
     assert_eq!(refused.status(), 401);
@@ -108,7 +119,6 @@ async fn a_named_resource_serves_its_metadata_and_challenges_name_it() {
         assert_eq!(metadata["scopes_supported"][1], "write");
         assert_eq!(metadata["bearer_methods_supported"][0], "header");
     }
-    task.abort();
 }
 
 #[tokio::test]
@@ -137,16 +147,4 @@ async fn start_names_what_is_missing_and_gives_up_on_an_absent_issuer() {
 
 async fn hello(token: VerifiedToken) -> String {
     token.sub.clone()
-}
-
-async fn wait_until_ready(http: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        let ready = http.get(format!("{base}/readyz")).send().await;
-        if ready.is_ok_and(|r| r.status() == 200) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{base} never became ready");
 }

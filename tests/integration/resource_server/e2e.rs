@@ -1,74 +1,53 @@
 //! End to end with real processes: `revokd serve --redis` (the issuer), a
 //! redis-server, and the `resource_server` example, all on 127.0.0.1.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{OnceLock, mpsc};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use revokd::issuer::client_auth::sha256_secret_hash;
 use revokd::keys::{KeyAlg, SigningKey, generate_pem};
 use serde_json::{Value, json};
 
 use super::{claims, now, sign_with};
-use crate::redis_server::{RedisServer, free_port};
-use crate::support::{assemble, cheap_argon2, decode_parts};
+use crate::config::{Client, ConfigFile};
+use crate::loopback;
+use crate::process::{ChildGuard, StdoutLines, TempDir, free_port};
+use crate::redis_server::RedisServer;
+use crate::support::{assemble, decode_parts};
+use crate::wait::wait_for_status;
 
 pub const REVOKD: &str = env!("CARGO_BIN_EXE_revokd");
 
-/// A child process whose stdout lines arrive on a channel; killed on drop.
+/// How long a process started here may take to answer `/readyz` as a test
+/// expects (200, or 503 once Redis is away).
+pub const READY: Duration = Duration::from_secs(30);
+
+/// A child process (killed by pid on drop) whose stdout lines are read.
 pub struct Process {
-    child: Child,
-    lines: mpsc::Receiver<String>,
+    _child: ChildGuard,
+    lines: StdoutLines,
 }
 
 impl Process {
+    /// Spawns `command` with stdout piped and stderr inherited.
     pub fn spawn(command: &mut Command) -> Process {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawning {command:?}: {e}"));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        Process { child, lines }
+        let mut child = ChildGuard::spawn(command.stdout(Stdio::piped()).stderr(Stdio::inherit()));
+        let lines = StdoutLines::new(child.take_stdout());
+        Process {
+            _child: child,
+            lines,
+        }
     }
 
     /// The next stdout line for which `wanted` is true (others are skipped).
     pub fn line(&self, timeout: Duration, wanted: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if wanted(&line) => return line,
-                Ok(_) => {}
-                Err(error) => panic!("no expected line within {timeout:?}: {error}"),
-            }
-        }
+        self.lines.next_matching(timeout, wanted)
     }
-}
 
-impl Process {
-    /// Kills the process (by its pid) and reaps it.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    /// Kills the process by its pid and reaps it.
+    pub fn kill(self) {
+        self._child.kill();
     }
 }
 
@@ -128,25 +107,7 @@ pub fn start_resource_server_on<S: AsRef<std::ffi::OsStr>>(
 }
 
 pub fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-/// Polls `url` until it answers `status`.
-pub async fn wait_for(http: &reqwest::Client, url: &str, status: u16) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = http.get(url).send().await
-            && response.status() == status
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{url} never answered {status}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    loopback::client(Duration::from_secs(10))
 }
 
 struct Issuer {
@@ -156,59 +117,34 @@ struct Issuer {
     _dir: TempDir,
 }
 
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// `revokd serve --config FILE --redis URL` with a key file, a `web` client
 /// (audience api), an `elsewhere` client (audience other-api) and alice.
 async fn start_issuer(redis: &str) -> Issuer {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let dir = std::env::temp_dir().join(format!("revokd-e2e-{}-{port}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new(&format!("e2e-{port}"));
     let pem = generate_pem(KeyAlg::EdDSA).unwrap();
     let key_file = dir.join("key.pem");
     std::fs::write(&key_file, &pem).unwrap();
-    let config = format!(
-        r#"
-issuer = "{base}"
-listen = "127.0.0.1:{port}"
-
-[[signing_keys]]
-kid = "e2e"
-private_key_file = "{key_file}"
-
-[[clients]]
-id = "web"
-secret_hash = "{web}"
-grants = ["client_credentials", "password", "refresh_token"]
-scopes = ["read", "write"]
-default_scopes = ["read"]
-audience = ["api"]
-
-[[clients]]
-id = "elsewhere"
-secret_hash = "{elsewhere}"
-grants = ["client_credentials"]
-scopes = ["read"]
-audience = ["other-api"]
-
-[[users]]
-username = "alice"
-password_hash = "{alice}"
-"#,
-        key_file = key_file.display(),
-        web = sha256_secret_hash("web-secret"),
-        elsewhere = sha256_secret_hash("elsewhere-secret"),
-        alice = cheap_argon2("correct horse"),
-    );
-    let config_file = dir.join("revokd.toml");
-    std::fs::write(&config_file, config).unwrap();
+    let config_file = ConfigFile::new()
+        .issuer(&base)
+        .listen(&format!("127.0.0.1:{port}"))
+        .signing_key("e2e", &key_file)
+        .client(
+            Client::new("web", "web-secret")
+                .grants(&["client_credentials", "password", "refresh_token"])
+                .scopes(&["read", "write"])
+                .default_scopes(&["read"])
+                .audience(&["api"]),
+        )
+        .client(
+            Client::new("elsewhere", "elsewhere-secret")
+                .grants(&["client_credentials"])
+                .scopes(&["read"])
+                .audience(&["other-api"]),
+        )
+        .user("alice", "correct horse")
+        .write(dir.path());
     let process = Process::spawn(
         Command::new(REVOKD)
             .arg("serve")
@@ -218,12 +154,12 @@ password_hash = "{alice}"
             .env("RUST_LOG", "warn")
             .env_remove("REVOKD_CONFIG"),
     );
-    wait_for(&http(), &format!("{base}/readyz"), 200).await;
+    wait_for_status(&http(), &format!("{base}/readyz"), 200, READY).await;
     Issuer {
         _process: process,
         base,
         key: SigningKey::from_pem("e2e", &pem).unwrap(),
-        _dir: TempDir(dir),
+        _dir: dir,
     }
 }
 
@@ -289,7 +225,7 @@ async fn issuer_redis_and_resource_server_as_real_processes() {
     let redis = RedisServer::start();
     let issuer = start_issuer(&redis.url()).await;
     let (_api, api) = start_resource_server(&issuer.base, &redis.url(), &[]);
-    wait_for(&http(), &format!("{api}/readyz"), 200).await;
+    wait_for_status(&http(), &format!("{api}/readyz"), 200, READY).await;
 
     let (access, refresh) = issuer.login().await;
     let ok = call(&api, Some(&access)).await;
@@ -401,14 +337,14 @@ async fn fail_closed_answers_503_while_redis_is_away_and_recovers() {
         &["--fail-closed", "--staleness-bound-secs", "1"],
     );
     let http = http();
-    wait_for(&http, &format!("{api}/readyz"), 200).await;
+    wait_for_status(&http, &format!("{api}/readyz"), 200, READY).await;
     let (access, _) = issuer.login().await;
     assert_eq!(call(&api, Some(&access)).await.status(), 200);
 
     // Redis pauses (a partition): past the bound, valid tokens get 503 and
     // the replica reports itself not ready; bad tokens are still 401s.
     redis.signal("STOP");
-    wait_for(&http, &format!("{api}/readyz"), 503).await;
+    wait_for_status(&http, &format!("{api}/readyz"), 503, READY).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     while call(&api, Some(&access)).await.status() != 503 {
         assert!(Instant::now() < deadline, "never failed closed");
@@ -418,7 +354,7 @@ async fn fail_closed_answers_503_while_redis_is_away_and_recovers() {
 
     // Redis is back: the subscriber proves it is in sync again.
     redis.signal("CONT");
-    wait_for(&http, &format!("{api}/readyz"), 200).await;
+    wait_for_status(&http, &format!("{api}/readyz"), 200, READY).await;
     assert_eq!(call(&api, Some(&access)).await.status(), 200);
     drop(issuer);
     redis.kill();

@@ -11,6 +11,7 @@ use revokd::verify::{Verifier, VerifierConfig};
 use serde_json::{Value, json};
 
 use super::{AUDIENCE, KeyServer, claims, key, sign_with, verifier_for};
+use crate::loopback::{self, ServerTask};
 use crate::support::{self, WEB};
 
 /// A server running `layer` over `/api/resource` (any token) and
@@ -18,13 +19,7 @@ use crate::support::{self, WEB};
 struct Api {
     base: String,
     http: reqwest::Client,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: ServerTask,
 }
 
 async fn resource(token: VerifiedToken) -> axum::Json<Value> {
@@ -44,17 +39,12 @@ async fn serve(layer: RequireTokenLayer) -> Api {
         .route("/api/write", get(write))
         .layer(layer)
         .route("/open", get(|| async { "open" }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app).await.unwrap();
-    });
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    Api { base, http, task }
+    let (base, task) = loopback::serve(app).await;
+    Api {
+        base,
+        http: loopback::client(Duration::from_secs(10)),
+        _task: task,
+    }
 }
 
 impl Api {

@@ -18,6 +18,7 @@ use revokd::keys::{KeyAlg, KeySet, SigningKey, generate_pem};
 use revokd::verify::{Verifier, VerifierConfig};
 use serde_json::{Value, json};
 
+use crate::loopback::{self, ServerTask};
 use crate::support::Server;
 
 /// The audience of the test issuer's `web` and `other` clients.
@@ -72,7 +73,7 @@ pub fn sign_access(keys: &KeySet, claims: &Value) -> String {
 pub struct KeyServer {
     pub base: String,
     state: Arc<KeyServerState>,
-    task: tokio::task::JoinHandle<()>,
+    _task: ServerTask,
 }
 
 struct KeyServerState {
@@ -81,16 +82,9 @@ struct KeyServerState {
     fetches: AtomicUsize,
 }
 
-impl Drop for KeyServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 impl KeyServer {
     pub async fn start(keys: &KeySet) -> KeyServer {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, base) = loopback::listener().await;
         let state = Arc::new(KeyServerState {
             base: base.clone(),
             jwks: Mutex::new(keys.jwks_json().to_owned()),
@@ -114,10 +108,12 @@ impl KeyServer {
                 }),
             )
             .with_state(state.clone());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        KeyServer { base, state, task }
+        let task = loopback::serve_on(listener, app);
+        KeyServer {
+            base,
+            state,
+            _task: task,
+        }
     }
 
     /// Publishes another JWK set.

@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::e2e::{Process, REVOKD, http, wait_for};
+use super::e2e::{Process, READY, REVOKD, http};
 use crate::redis_server::RedisServer;
+use crate::wait::wait_for_status;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/python_subscriber.py");
 const WAIT: Duration = Duration::from_secs(20);
@@ -58,7 +59,7 @@ impl Issuer {
             .unwrap()
             .trim_end_matches("/oauth2/token")
             .to_owned();
-        wait_for(&http(), &format!("{base}/readyz"), 200).await;
+        wait_for_status(&http(), &format!("{base}/readyz"), 200, READY).await;
         Issuer {
             _process: process,
             base,

@@ -3,14 +3,16 @@
 
 use std::time::Duration;
 
-use argon2::{Algorithm, Argon2, Params, PasswordHasher, Version};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use revokd::config::Config;
-use revokd::issuer::client_auth::sha256_secret_hash;
 use revokd::issuer::{self, AppState};
 use revokd::keys::{KeyAlg, KeySet, SigningKey, generate_pem};
 use serde_json::Value;
+
+use crate::config::{Client, ConfigFile};
+use crate::loopback::{self, ServerTask};
+use crate::wait::wait_for_status;
 
 /// `web`: every grant, scopes read/write, audience api.
 pub const WEB: (&str, &str) = ("web", "web-secret");
@@ -27,83 +29,49 @@ pub const ODD: (&str, &str) = ("odd:client id", "s3cr:t &+%");
 /// The password grant's user.
 pub const ALICE: (&str, &str) = ("alice", "correct horse");
 
-/// A cheap argon2id hash (tests only: 8 KiB, one pass).
-pub fn cheap_argon2(password: &str) -> String {
-    let params = Params::new(8, 1, 1, None).unwrap();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_with_salt(password.as_bytes(), b"revokd-test-salt")
-        .unwrap()
-        .to_string()
-}
-
 /// The test configuration for an issuer at `base`.
 pub fn config(base: &str) -> Config {
-    let sha = |c: (&str, &str)| sha256_secret_hash(c.1);
-    let toml = format!(
-        r#"
-issuer = "{base}"
-
-[tokens]
-access_ttl = "5m"
-refresh_ttl = "1h"
-
-[[clients]]
-id = "web"
-secret_hash = "{web}"
-grants = ["client_credentials", "password", "refresh_token"]
-scopes = ["read", "write"]
-default_scopes = ["read"]
-audience = ["api"]
-
-[[clients]]
-id = "other"
-secret_hash = "{other}"
-grants = ["client_credentials", "password", "refresh_token"]
-scopes = ["read", "write"]
-audience = ["api"]
-
-[[clients]]
-id = "admin"
-secret_hash = "{admin}"
-grants = ["client_credentials"]
-scopes = ["revokd:admin", "read"]
-audience = ["{base}"]
-
-[[clients]]
-id = "machine"
-secret_hash = "{machine}"
-grants = ["client_credentials"]
-scopes = ["read"]
-
-[[clients]]
-id = "argon"
-secret_hash = "{argon}"
-grants = ["client_credentials"]
-scopes = ["read"]
-
-[[clients]]
-id = "odd:client id"
-secret_hash = "{odd}"
-grants = ["client_credentials"]
-scopes = ["read"]
-
-[[users]]
-username = "alice"
-password_hash = "{alice}"
-
-[[users]]
-username = "bob"
-password_hash = "{bob}"
-"#,
-        web = sha(WEB),
-        other = sha(OTHER),
-        admin = sha(ADMIN),
-        machine = sha(MACHINE),
-        argon = cheap_argon2(ARGON.1),
-        odd = sha(ODD),
-        alice = cheap_argon2(ALICE.1),
-        bob = cheap_argon2("bob-password"),
-    );
+    let all_grants: &[&str] = &["client_credentials", "password", "refresh_token"];
+    let toml = ConfigFile::new()
+        .issuer(base)
+        .tokens("5m", "1h")
+        .client(
+            Client::new(WEB.0, WEB.1)
+                .grants(all_grants)
+                .scopes(&["read", "write"])
+                .default_scopes(&["read"])
+                .audience(&["api"]),
+        )
+        .client(
+            Client::new(OTHER.0, OTHER.1)
+                .grants(all_grants)
+                .scopes(&["read", "write"])
+                .audience(&["api"]),
+        )
+        .client(
+            Client::new(ADMIN.0, ADMIN.1)
+                .grants(&["client_credentials"])
+                .scopes(&["revokd:admin", "read"])
+                .audience(&[base]),
+        )
+        .client(
+            Client::new(MACHINE.0, MACHINE.1)
+                .grants(&["client_credentials"])
+                .scopes(&["read"]),
+        )
+        .client(
+            Client::argon2(ARGON.0, ARGON.1)
+                .grants(&["client_credentials"])
+                .scopes(&["read"]),
+        )
+        .client(
+            Client::new(ODD.0, ODD.1)
+                .grants(&["client_credentials"])
+                .scopes(&["read"]),
+        )
+        .user(ALICE.0, ALICE.1)
+        .user("bob", "bob-password")
+        .to_toml();
     Config::from_toml(&toml).unwrap()
 }
 
@@ -115,13 +83,7 @@ pub struct Server {
     pub http: reqwest::Client,
     /// The app's state (keys, denylist, metrics).
     pub state: AppState,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+    _task: ServerTask,
 }
 
 /// Starts an issuer with one EdDSA key.
@@ -131,8 +93,7 @@ pub async fn start() -> Server {
 
 /// Starts an issuer with `keys` and a tweak of the test configuration.
 pub async fn start_with(keys: KeySet, tweak: impl FnOnce(&mut Config)) -> Server {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = loopback::listener().await;
     let mut config = config(&base);
     tweak(&mut config);
     serve(listener, AppState::in_memory(config, keys).unwrap())
@@ -157,8 +118,7 @@ pub async fn start_on_redis_discoverable(
     keys: KeySet,
     redis_url: &str,
 ) -> (Server, issuer::replicated::Replication) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (listener, base) = loopback::listener().await;
     let mut config = config(&base);
     config.store.redis_url = Some(redis_url.to_owned());
     let (state, replication) =
@@ -175,7 +135,7 @@ pub async fn start_on_store(
     keys: KeySet,
     store: impl FnOnce(&mut revokd::config::StoreConfig),
 ) -> (Server, issuer::replicated::Replication) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (listener, _) = loopback::listener().await;
     let mut config = config(issuer);
     store(&mut config.store);
     config.validate().unwrap();
@@ -201,21 +161,16 @@ fn serve(listener: tokio::net::TcpListener, state: AppState) -> Server {
     let base = format!("http://{}", listener.local_addr().unwrap());
     // The binary's own accept loop, so tests exercise its connection limits.
     let served = state.clone();
-    let task = tokio::spawn(async move {
+    let task = ServerTask::spawn(async move {
         issuer::serve(listener, served, std::future::pending())
             .await
             .unwrap();
     });
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .no_proxy()
-        .build()
-        .unwrap();
     Server {
         base,
-        http,
+        http: loopback::client(Duration::from_secs(30)),
         state,
-        task,
+        _task: task,
     }
 }
 
@@ -343,25 +298,8 @@ impl Server {
 
     /// Waits (at most 20 s) until `/readyz` answers 200.
     pub async fn wait_ready(&self) {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let status = self
-                .http
-                .get(format!("{}/readyz", self.base))
-                .send()
-                .await
-                .unwrap()
-                .status();
-            if status == 200 {
-                return;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{} never became ready",
-                self.base
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let url = format!("{}/readyz", self.base);
+        wait_for_status(&self.http, &url, 200, Duration::from_secs(20)).await;
     }
 
     /// The text of `/metrics`.
@@ -397,14 +335,4 @@ pub fn assemble(header: &Value, claims: &Value, signature: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(claims.to_string()),
         URL_SAFE_NO_PAD.encode(signature)
     )
-}
-
-/// An argon2id hash that costs `kib` KiB and `passes` passes to verify:
-/// slow enough to watch verifications queue (tests of the argon2 bounds).
-pub fn costly_argon2(password: &str, kib: u32, passes: u32) -> String {
-    let params = Params::new(kib, passes, 1, None).unwrap();
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
-        .hash_password_with_salt(password.as_bytes(), b"revokd-test-salt")
-        .unwrap()
-        .to_string()
 }
