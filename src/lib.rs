@@ -18,6 +18,7 @@
 //! | a resource server's check: JWKS, signature, claims, then the denylist | [`verify`] |
 //! | the tower layer and axum extractor around it | [`layer`] |
 //! | the only reader of the system clock | [`clock`] |
+//! | a kept cause, and the log form of an error's whole chain | [`error`] |
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
 //! | signing keys, `kid`s, the JWK set (feature `issuer`) | `keys` |
@@ -28,6 +29,7 @@
 
 pub mod clock;
 pub mod denylist;
+pub mod error;
 pub mod event;
 pub mod follow;
 pub mod layer;

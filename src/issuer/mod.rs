@@ -382,7 +382,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
-                OAuthError::Internal("handler panicked".into()).into_response()
+                OAuthError::internal("handler panicked").into_response()
             },
         ))
         .layer(middleware::from_fn_with_state(state.clone(), shed))

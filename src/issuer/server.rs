@@ -120,7 +120,7 @@ pub async fn serve(
                 if e.is_timeout() {
                     metrics.refused("header_timeout");
                 }
-                tracing::debug!(error = %e, %peer, "connection ended");
+                tracing::debug!(error = %crate::error::Chain(&e), %peer, "connection ended");
             }
         });
     }

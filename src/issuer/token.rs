@@ -299,7 +299,7 @@ fn issue(
 }
 
 fn sign(state: &AppState, kind: TokenKind, claims: &Claims) -> Result<String, OAuthError> {
-    jwt::sign(&state.keys, kind, claims).map_err(|e| OAuthError::Internal(e.to_string()))
+    jwt::sign(&state.keys, kind, claims).map_err(OAuthError::internal)
 }
 
 /// RFC 6749 §3.3: the requested scopes must all be allowed; none requested
