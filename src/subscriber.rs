@@ -408,6 +408,7 @@ impl Task {
                 Resync::Restored
             }
             Err(error) => {
+                let error = crate::error::Chain(&error);
                 tracing::warn!(%error, "restoring rules into redis failed; will retry");
                 Resync::Connect
             }

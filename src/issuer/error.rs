@@ -202,13 +202,24 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn an_internal_error_keeps_its_cause_out_of_the_body() {
+    #[tokio::test]
+    async fn an_internal_error_keeps_its_cause_out_of_the_body() {
         let error = OAuthError::internal(std::io::Error::other("disk on fire"));
         let cause = error.source().map(ToString::to_string);
         assert_eq!(cause.as_deref(), Some("disk on fire"));
         assert_eq!(Chain(&error).to_string(), "server_error: disk on fire");
         let response = error.into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(&body[..], br#"{"error":"server_error"}"#);
+    }
+
+    #[test]
+    fn a_store_error_keeps_its_cause() {
+        let error = OAuthError::from(StoreError::unavailable("not in sync"));
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("revocation store unavailable: not in sync")
+        );
     }
 }

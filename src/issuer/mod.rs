@@ -207,8 +207,8 @@ impl App {
         if self.store.has_synced() {
             Ok(())
         } else {
-            Err(OAuthError::Store(StoreError::Unavailable(
-                "the denylist has not synced with redis yet".to_owned(),
+            Err(OAuthError::Store(StoreError::unavailable(
+                "the denylist has not synced with redis yet",
             )))
         }
     }

@@ -211,6 +211,7 @@ async fn refresh(
         expires_at: old.exp,
     };
     if let Err(error) = state.store.revoke(retirement).await {
+        let error = crate::error::Chain(&error);
         tracing::warn!(%error, client_id = %client.id, "retiring a rotated refresh token");
     }
     Ok(response)
