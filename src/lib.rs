@@ -18,6 +18,7 @@
 //! | a resource server's check: JWKS, signature, claims, then the denylist | [`verify`] |
 //! | the tower layer and axum extractor around it | [`layer`] |
 //! | the only reader of the system clock | [`clock`] |
+//! | random ids, secrets and SHA-256 (ring), for every other module | [`crypto`] |
 //! | a kept cause, and the log form of an error's whole chain | [`error`] |
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
@@ -28,6 +29,7 @@
 //! A resource server builds this crate without the default `issuer` feature.
 
 pub mod clock;
+pub mod crypto;
 pub mod denylist;
 pub mod error;
 pub mod event;

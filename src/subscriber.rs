@@ -464,7 +464,7 @@ fn backoff(config: &SubscriberConfig, failures: u32) -> Duration {
         .saturating_mul(2u32.saturating_pow(failures.min(16)));
     let capped = exponential.min(config.max_backoff);
     let mut byte = [0u8; 1];
-    let jitter = if getrandom::fill(&mut byte).is_ok() {
+    let jitter = if crate::crypto::fill(&mut byte).is_ok() {
         f64::from(byte[0]) / 255.0 * 0.5
     } else {
         0.25

@@ -20,8 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ring::digest::{SHA256, digest};
+use base64::engine::general_purpose::STANDARD;
 use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -30,6 +29,7 @@ use super::form::{OAuthForm, decode_component};
 use super::jwt::Audience;
 use super::limit::{Peer, RateLimits};
 use crate::config::{ClientConfig, Config, GrantType};
+use crate::crypto::{self, RandomError};
 use crate::metrics::IssuerMetrics;
 
 /// Cached argon2 outcomes per kind before the cache is cleared.
@@ -159,16 +159,7 @@ impl Clients {
         peer: Peer,
         limits: &RateLimits,
     ) -> Result<bool, OAuthError> {
-        let cache_key = {
-            let mut ctx = ring::digest::Context::new(&SHA256);
-            for part in [id.as_bytes(), phc.as_bytes(), secret.as_bytes()] {
-                ctx.update(&(part.len() as u64).to_be_bytes());
-                ctx.update(part);
-            }
-            let mut key = [0u8; 32];
-            key.copy_from_slice(ctx.finish().as_ref());
-            key
-        };
+        let cache_key = crypto::sha256_fields(&[id.as_bytes(), phc.as_bytes(), secret.as_bytes()]);
         if lock(&self.argon2_ok).contains(&cache_key) {
             return Ok(true);
         }
@@ -268,9 +259,9 @@ async fn verify_argon2(
 }
 
 fn sha256_matches(stored: &[u8; 32], secret: &str) -> bool {
-    let presented = digest(&SHA256, secret.as_bytes());
+    let presented = crypto::sha256(secret.as_bytes());
     // Both sides are 32 bytes, so ct_eq never returns early on length.
-    bool::from(stored.as_slice().ct_eq(presented.as_ref()))
+    bool::from(stored.ct_eq(&presented))
 }
 
 /// The client id and secret of the request, from exactly one method.
@@ -379,22 +370,15 @@ fn parse_secret_hash(s: &str) -> Option<SecretHash> {
 
 /// A fresh client secret (256 random bits, base64url) and its
 /// `sha256:<hex>` hash for the config (`revokd client new`).
-pub fn new_client_secret() -> Result<(String, String), OAuthError> {
-    let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| OAuthError::Internal("random generator failed".into()))?;
-    let secret = URL_SAFE_NO_PAD.encode(bytes);
-    Ok((secret.clone(), sha256_secret_hash(&secret)))
+pub fn new_client_secret() -> Result<(String, String), RandomError> {
+    let secret = crypto::random_secret()?;
+    let hash = sha256_secret_hash(&secret);
+    Ok((secret, hash))
 }
 
 /// `sha256:<hex>` of a secret, the form `secret_hash` takes.
 pub fn sha256_secret_hash(secret: &str) -> String {
-    let d = digest(&SHA256, secret.as_bytes());
-    let mut out = String::from("sha256:");
-    for b in d.as_ref() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256:{}", crypto::hex(&crypto::sha256(secret.as_bytes())))
 }
 
 #[cfg(test)]

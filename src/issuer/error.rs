@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::crypto::RandomError;
 use crate::error::{BoxError, Chain};
 use crate::store::StoreError;
 
@@ -67,6 +68,12 @@ pub enum OAuthError {
     /// is logged. Made with [`OAuthError::internal`].
     #[error("server_error")]
     Internal(#[source] BoxError),
+}
+
+impl From<RandomError> for OAuthError {
+    fn from(error: RandomError) -> Self {
+        OAuthError::internal(error)
+    }
 }
 
 /// The error code a response carried, left in the response's extensions so

@@ -50,8 +50,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prometheus::Registry;
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -152,11 +150,9 @@ pub struct RequestIds {
 impl RequestIds {
     /// A fresh prefix.
     pub fn new() -> RequestIds {
-        let mut bytes = [0u8; 8];
         // A failed draw only makes ids less unique across processes.
-        let _ = getrandom::fill(&mut bytes);
         RequestIds {
-            prefix: u64::from_le_bytes(bytes),
+            prefix: crate::crypto::random_u64().unwrap_or(0),
             next: AtomicU64::new(0),
         }
     }
@@ -576,15 +572,6 @@ fn jsonify(response: Response) -> Response {
             .or_insert(HeaderValue::from_static("1"));
     }
     Response::from_parts(parts, axum::body::Body::from(body))
-}
-
-/// 128 random bits, base64url without padding (22 characters): `jti`,
-/// `sid`, ephemeral kids.
-pub fn random_id() -> Result<String, OAuthError> {
-    let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| OAuthError::Internal("random generator failed".into()))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// Spawns the task that maintains the denylist every `period` (drops

@@ -15,14 +15,15 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::AppState;
 use super::client_auth::Client;
 use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::{self, Audience, Claims, TokenKind};
 use super::limit::Peer;
-use super::{AppState, random_id};
 use crate::clock;
 use crate::config::GrantType;
+use crate::crypto::random_id;
 use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey, TokenKeys};
 use crate::store::RefreshUse;
 
