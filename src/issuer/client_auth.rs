@@ -88,6 +88,32 @@ pub struct Clients {
 #[error("client {0:?}: secret_hash must be sha256:<64 hex digits> or an argon2 PHC string")]
 pub struct BadSecretHash(String);
 
+/// Why an argon2 verification gave no answer. Not an HTTP error: the
+/// endpoint that asked maps it ([`From`] into [`OAuthError`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Argon2Error {
+    /// `limits.argon2_queue` verifications are waiting already: answered
+    /// 503 at once.
+    #[error("too many argon2 verifications waiting")]
+    Busy,
+    /// The verification slots were closed (a bug).
+    #[error("the argon2 slots are closed")]
+    Closed(#[source] tokio::sync::AcquireError),
+    /// The blocking task running the verification failed (it panicked).
+    #[error("the argon2 task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl From<Argon2Error> for OAuthError {
+    fn from(error: Argon2Error) -> Self {
+        match error {
+            Argon2Error::Busy => OAuthError::Overloaded,
+            other => OAuthError::internal(other),
+        }
+    }
+}
+
 // === impl Clients ===
 
 impl Clients {
@@ -196,10 +222,14 @@ impl Clients {
     /// at once. The permits move into the blocking task: a caller that gives
     /// up (timeout, closed connection) does not free its slot before the
     /// work is done. The password grant uses it too.
-    pub async fn verify_argon2(&self, phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
+    pub async fn verify_argon2(
+        &self,
+        phc: Arc<str>,
+        password: String,
+    ) -> Result<bool, Argon2Error> {
         let Ok(admitted) = self.argon2_admission.clone().try_acquire_owned() else {
             self.metrics.refused("argon2_queue");
-            return Err(OAuthError::Overloaded);
+            return Err(Argon2Error::Busy);
         };
         let waiting = GaugeGuard::inc(&self.metrics.argon2_waiting);
         let slot = self
@@ -207,7 +237,7 @@ impl Clients {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| OAuthError::Internal("argon2 semaphore closed".into()))?;
+            .map_err(Argon2Error::Closed)?;
         drop(waiting);
         let running = self.metrics.argon2_running.clone();
         verify_argon2(phc, password, [admitted, slot], running).await
@@ -242,7 +272,7 @@ async fn verify_argon2(
     password: String,
     permits: [OwnedSemaphorePermit; 2],
     running: prometheus::IntGauge,
-) -> Result<bool, OAuthError> {
+) -> Result<bool, Argon2Error> {
     tokio::task::spawn_blocking(move || {
         use argon2::{Argon2, PasswordHash, PasswordVerifier};
         let _permits = permits;
@@ -255,7 +285,7 @@ async fn verify_argon2(
             .is_ok()
     })
     .await
-    .map_err(|e| OAuthError::Internal(format!("argon2 task: {e}")))
+    .map_err(Argon2Error::Task)
 }
 
 fn sha256_matches(stored: &[u8; 32], secret: &str) -> bool {
@@ -426,5 +456,20 @@ mod tests {
         assert!(sha256_matches(&stored, &secret));
         assert!(!sha256_matches(&stored, "wrong"));
         assert!(parse_secret_hash("sha256:abcd").is_none());
+    }
+
+    #[tokio::test]
+    async fn argon2_errors_are_mapped_by_the_endpoint() {
+        use std::error::Error;
+        let busy = OAuthError::from(Argon2Error::Busy);
+        assert_eq!(busy.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let panicked = tokio::task::spawn_blocking(|| panic!("argon2 blew up"))
+            .await
+            .unwrap_err();
+        let internal = OAuthError::from(Argon2Error::Task(panicked));
+        assert_eq!(internal.code(), "server_error");
+        let cause = internal.source().expect("the argon2 error is kept");
+        assert!(cause.downcast_ref::<Argon2Error>().is_some());
+        assert!(cause.source().is_some(), "and the join error under it");
     }
 }
