@@ -1,5 +1,6 @@
 //! One error type for every issuer endpoint, and the one place that turns it
-//! into an HTTP response: RFC 6749 §5.2 JSON with `Cache-Control: no-store`.
+//! into an HTTP response: RFC 6749 §5.2 JSON, marked uncacheable
+//! ([`super::no_store`]).
 //!
 //! 5xx bodies stay generic; their cause, with its whole chain, is logged
 //! here and only here (never a token or a secret: no variant carries one).
@@ -11,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::no_store::NoStore;
 use crate::crypto::RandomError;
 use crate::error::{BoxError, Chain};
 use crate::store::StoreError;
@@ -162,10 +164,8 @@ impl IntoResponse for OAuthError {
             error: self.code(),
             error_description: self.description(),
         };
-        let mut response = (self.status(), Json(body)).into_response();
+        let mut response = NoStore((self.status(), Json(body))).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         match self {
             OAuthError::InvalidClient => {
                 headers.insert(
@@ -217,7 +217,9 @@ mod tests {
         assert_eq!(Chain(&error).to_string(), "server_error: disk on fire");
         let response = error.into_response();
         assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
         assert_eq!(&body[..], br#"{"error":"server_error"}"#);
     }
 

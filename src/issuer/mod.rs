@@ -73,6 +73,7 @@ pub mod introspect;
 pub mod jwt;
 pub mod limit;
 pub mod metadata;
+pub mod no_store;
 pub mod replicated;
 pub mod revoke;
 pub mod server;
@@ -562,9 +563,7 @@ fn jsonify(response: Response) -> Response {
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    no_store::mark(&mut parts.headers);
     if parts.status == StatusCode::SERVICE_UNAVAILABLE {
         parts
             .headers

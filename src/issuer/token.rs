@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -21,6 +21,7 @@ use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::{self, Audience, Claims, TokenKind};
 use super::limit::Peer;
+use super::no_store::NoStore;
 use crate::clock;
 use crate::config::GrantType;
 use crate::crypto::random_id;
@@ -45,11 +46,7 @@ pub struct TokenResponse {
 
 impl IntoResponse for TokenResponse {
     fn into_response(self) -> Response {
-        let mut response = Json(self).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        response
+        NoStore(Json(self)).into_response()
     }
 }
 
