@@ -40,7 +40,7 @@
 //! Every refusal is counted in `revokd_http_refused_total{reason}`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -571,29 +571,4 @@ fn jsonify(response: Response) -> Response {
             .or_insert(HeaderValue::from_static("1"));
     }
     Response::from_parts(parts, axum::body::Body::from(body))
-}
-
-/// Spawns the task that maintains the denylist every `period` (drops
-/// expired rules, rebuilds its filter when stale); it ends when `shutdown`
-/// resolves.
-pub fn spawn_expiry(
-    denylist: Denylist,
-    period: Duration,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tick.tick() => {
-                    let done = denylist.maintain(crate::clock::now_secs());
-                    if done.expired > 0 || done.rebuilt {
-                        tracing::debug!(expired = done.expired, rebuilt = done.rebuilt, "denylist maintained");
-                    }
-                }
-            }
-        }
-    })
 }
