@@ -4,8 +4,8 @@
 //!
 //! The environment is a parameter ([`Config::load`] takes the variables), so
 //! tests pass a list and never touch the process environment. Unknown keys
-//! are an error that names the key; every value that parses but is not
-//! usable is reported at once.
+//! are an error that names the key. Every problem, from a TOML syntax error
+//! to a value that parses but is not usable, is reported at once.
 //!
 //! | file | what |
 //! |---|---|
@@ -16,7 +16,7 @@
 //! | `limits.rs` | `[limits]` |
 //! | `duration.rs` | durations: humantime strings or whole seconds |
 //! | `validate.rs` | what serde cannot check |
-//! | `load.rs` | the file, then the overrides |
+//! | `load.rs` | the file, the overrides, every problem at once |
 //!
 //! Each section's defaults are its `Default` (`#[serde(default)]` on the
 //! struct): a key left out keeps the default's value.

@@ -18,7 +18,7 @@ impl Config {
     }
 
     /// Every problem of a parsed configuration, in the order of the file.
-    fn problems(&self) -> Vec<String> {
+    pub(super) fn problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.issuer.is_empty() {
             problems.push("issuer is empty".to_owned());
