@@ -252,6 +252,9 @@ password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"
             assert!(same, "{key}: the contract says {default}, the code {value}");
             checked += 1;
         }
-        assert!(checked >= 23, "only {checked} defaults found in the contract");
+        assert!(
+            checked >= 23,
+            "only {checked} defaults found in the contract"
+        );
     }
 }

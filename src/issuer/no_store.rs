@@ -4,8 +4,8 @@
 //! between the issuer and its client keeps one.
 //!
 //! Handlers wrap their answer in [`NoStore`]; [`mark`] is for responses
-//! already built; [`raw_lines!`](crate::issuer::no_store::raw_lines) for the
-//! bytes the accept loop writes itself.
+//! already built; the crate-private `raw_lines!` for the bytes the accept
+//! loop writes itself.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
