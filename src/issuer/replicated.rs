@@ -193,7 +193,10 @@ impl RevocationStore for RedisRevocationStore {
 
     fn get<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, Option<Rule>> {
         Box::pin(async move {
-            let rule = (self.store.get(key).await)
+            let rule = self
+                .store
+                .get(key)
+                .await
                 .map_err(|e| StoreError::caused_by("reading a rule", e))?;
             Ok(rule.filter(|rule| rule.is_live(clock::now_secs())))
         })
@@ -206,14 +209,18 @@ impl RevocationStore for RedisRevocationStore {
         ttl: Duration,
     ) -> StoreFuture<'a, RefreshUse> {
         Box::pin(async move {
-            (self.store.claim_refresh(jti, attempt, ttl).await)
+            self.store
+                .claim_refresh(jti, attempt, ttl)
+                .await
                 .map_err(|e| StoreError::caused_by("claiming a refresh token", e))
         })
     }
 
     fn confirm_refresh<'a>(&'a self, jti: &'a str, attempt: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
-            (self.store.confirm_refresh(jti, attempt).await)
+            self.store
+                .confirm_refresh(jti, attempt)
+                .await
                 .map_err(|e| StoreError::caused_by("confirming a refresh", e))
         })
     }
@@ -226,7 +233,10 @@ impl RevocationStore for RedisRevocationStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            (self.store.seq().await).map_err(|e| StoreError::caused_by("reading seq", e))?;
+            self.store
+                .seq()
+                .await
+                .map_err(|e| StoreError::caused_by("reading seq", e))?;
             if let Some((subscriber, bound)) = &self.subscriber
                 && !subscriber.is_fresh(*bound)
             {
