@@ -189,7 +189,9 @@ impl Layers {
             Err(error) => error,
         };
         let Ok(root) = self.figment.find_value("") else {
-            self.report(&error, &error.path, None);
+            // A layer itself failed: nothing to take apart.
+            let (_, problem) = self.problem(&error, &error.path, None);
+            self.problems.push(problem);
             return Config::default();
         };
         let mut pruned = Pruned::new(root);
@@ -220,12 +222,6 @@ impl Layers {
         self.problems
             .extend(found.into_iter().map(|(_, problem)| problem));
         config
-    }
-
-    /// Records a figment error that is not about one value (a provider's).
-    fn report(&mut self, error: &figment::Error, path: &[String], value: Option<&Value>) {
-        let (_, problem) = self.problem(error, path, value);
-        self.problems.push(problem);
     }
 
     /// One figment error as a problem: where (the layer `value`, the one at
