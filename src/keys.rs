@@ -325,7 +325,7 @@ impl KeySet {
     /// One freshly generated key of `alg`, kept only in memory (dev mode).
     pub fn ephemeral(alg: KeyAlg) -> Result<KeySet, KeyError> {
         let pem = generate_pem(alg)?;
-        let id = crate::issuer::random_id().map_err(|_| KeyError::Generate)?;
+        let id = crate::crypto::random_id().map_err(|_| KeyError::Generate)?;
         let kid = format!("ephemeral-{id}");
         KeySet::new(vec![SigningKey::from_pem(&kid, &pem)?])
     }

@@ -21,6 +21,8 @@
 //! | a resource server in a few lines: discovery, subscriber, metrics, ops routes, RFC 9728 | [`resource_server`] |
 //! | `revokd gate`: `/check` for nginx, Envoy and Traefik, path scope rules | [`gate`] |
 //! | the only reader of the system clock | [`clock`] |
+//! | random ids, secrets and SHA-256 (ring), for every other module | [`crypto`] |
+//! | a kept cause, and the log form of an error's whole chain | [`error`] |
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
 //! | signing keys, `kid`s, the JWK set (feature `issuer`) | `keys` |
@@ -30,7 +32,9 @@
 //! A resource server builds this crate without the default `issuer` feature.
 
 pub mod clock;
+pub mod crypto;
 pub mod denylist;
+pub mod error;
 pub mod event;
 pub mod follow;
 pub mod gate;

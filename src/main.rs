@@ -20,6 +20,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use revokd::config::{ClientConfig, Config, GrantType};
+use revokd::denylist::Maintainer;
 use revokd::issuer::{self, AppState, client_auth};
 use revokd::keys::{KeyAlg, KeySet, generate_pem};
 use tracing_subscriber::EnvFilter;
@@ -250,6 +251,9 @@ fn rules(
 /// before `/readyz` turns false (the contract's default bound, `docs/contract.md`).
 const STALENESS_BOUND: Duration = Duration::from_secs(60);
 
+/// How often the in-memory store's denylist is maintained.
+const MEMORY_MAINTAIN_PERIOD: Duration = Duration::from_secs(5);
+
 async fn serve(
     file: Option<PathBuf>,
     listen: Option<SocketAddr>,
@@ -333,9 +337,13 @@ async fn serve(
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut expiry_stop = stop_rx.clone();
-    let expiry = issuer::spawn_expiry(state.denylist.clone(), Duration::from_secs(5), async move {
-        let _ = expiry_stop.changed().await;
+    // The denylist has one maintainer: on Redis, the subscriber that feeds
+    // it; in memory, this task.
+    let expiry = replication.is_none().then(|| {
+        let mut expiry_stop = stop_rx.clone();
+        Maintainer::new(state.denylist.clone()).spawn(MEMORY_MAINTAIN_PERIOD, async move {
+            let _ = expiry_stop.changed().await;
+        })
     });
     tracing::info!(listen = %local, issuer = %state.config.issuer, "revokd issuer listening");
     // Every request is answered within request_timeout (503 past it), so a
@@ -359,7 +367,9 @@ async fn serve(
         }
     }
     let _ = stop_tx.send(true);
-    let _ = expiry.await;
+    if let Some(expiry) = expiry {
+        let _ = expiry.await;
+    }
     tracing::info!("revokd stopped");
     Ok(())
 }

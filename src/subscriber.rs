@@ -24,6 +24,10 @@
 //! `revokd_denylist_resyncs_total{reason}` label); the next one starts after
 //! a capped exponential backoff with jitter.
 //!
+//! The subscriber is also the one maintainer of the denylist it feeds
+//! (expiry, filter rebuilds: [`crate::denylist::maintainer`]), every
+//! `maintain_interval`, connected or not.
+//!
 //! A subscriber that restores (an issuer's, whose denylist lists its rules)
 //! re-writes every live rule it holds that a snapshot lacks, so a Redis that
 //! came back empty or older gets back what it forgot.
@@ -36,7 +40,7 @@ use std::time::Duration;
 use futures_util::{StreamExt, TryStreamExt};
 
 use crate::clock;
-use crate::denylist::Denylist;
+use crate::denylist::{Denylist, Maintainer};
 use crate::event::Event;
 use crate::event::Head;
 use crate::follow::{Checked, Follower, HISTORY_WINDOW, Lost, Relation, head_at};
@@ -52,7 +56,9 @@ pub struct SubscriberConfig {
     pub min_backoff: Duration,
     /// Longest reconnect delay.
     pub max_backoff: Duration,
-    /// How often expired rules are swept from the denylist.
+    /// How often expired rules are swept from the denylist. The subscriber
+    /// is the one maintainer of the denylist it feeds (see
+    /// [`crate::denylist::maintainer`]): nothing else should sweep it.
     pub maintain_interval: Duration,
     /// Re-write the denylist's rules to a Redis that lost its data (issuers;
     /// needs a denylist made with [`Denylist::listing`]).
@@ -181,6 +187,7 @@ impl Subscriber {
         let task = Task {
             follower: Follower::new(config.restore),
             store,
+            maintainer: Maintainer::new(denylist.clone()),
             denylist,
             config,
             metrics,
@@ -274,6 +281,8 @@ fn staleness(state: &SyncState) -> Duration {
 struct Task {
     store: RedisStore,
     denylist: Denylist,
+    /// The denylist's one maintainer.
+    maintainer: Maintainer,
     config: SubscriberConfig,
     metrics: Option<DenylistMetrics>,
     state: Arc<SyncState>,
@@ -408,6 +417,7 @@ impl Task {
                 Resync::Restored
             }
             Err(error) => {
+                let error = crate::error::Chain(&error);
                 tracing::warn!(%error, "restoring rules into redis failed; will retry");
                 Resync::Connect
             }
@@ -436,10 +446,10 @@ impl Task {
         self.publish_gauges();
     }
 
+    /// A maintenance pass (with the maintainer's slack behind the clock),
+    /// and the gauges it moves.
     fn maintain(&self) {
-        // Two seconds of slack: a reader whose clock lags a little never sees
-        // a rule vanish that it still considers live.
-        self.denylist.maintain(clock::now_secs().saturating_sub(2));
+        self.maintainer.run(clock::now_secs());
         self.publish_gauges();
     }
 
@@ -463,7 +473,7 @@ fn backoff(config: &SubscriberConfig, failures: u32) -> Duration {
         .saturating_mul(2u32.saturating_pow(failures.min(16)));
     let capped = exponential.min(config.max_backoff);
     let mut byte = [0u8; 1];
-    let jitter = if getrandom::fill(&mut byte).is_ok() {
+    let jitter = if crate::crypto::fill(&mut byte).is_ok() {
         f64::from(byte[0]) / 255.0 * 0.5
     } else {
         0.25

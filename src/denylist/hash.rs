@@ -98,13 +98,9 @@ pub(crate) struct KeyHasher {
 impl KeyHasher {
     /// A hasher with a fresh random seed.
     pub(crate) fn random() -> KeyHasher {
-        let mut bytes = [0u8; 8];
         // The OS RNG failing is not a reason to stop checking tokens: a fixed
         // seed still hashes well; it only loses resistance to chosen keys.
-        let seed = match getrandom::fill(&mut bytes) {
-            Ok(()) => u64::from_le_bytes(bytes),
-            Err(_) => 0x9e37_79b9_7f4a_7c15,
-        };
+        let seed = crate::crypto::random_u64().unwrap_or(0x9e37_79b9_7f4a_7c15);
         KeyHasher::with_seed(seed)
     }
 

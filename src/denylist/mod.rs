@@ -46,6 +46,7 @@
 
 mod filter;
 mod hash;
+pub mod maintainer;
 mod shards;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -56,6 +57,7 @@ use arc_swap::ArcSwap;
 use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey, TokenKeys};
 use filter::BlockedBloom;
 use hash::{KeyHash, KeyHasher};
+pub use maintainer::Maintainer;
 use shards::{ALL, Entry, Shards, Table};
 
 /// The smallest capacity of one kind's filter, in rules.

@@ -20,6 +20,7 @@ use super::AppState;
 use super::error::OAuthError;
 use super::form::read_body;
 use super::jwt::TokenKind;
+use super::no_store::NoStore;
 use crate::clock;
 use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey};
 use crate::store::redis::LATEST_EXPIRY;
@@ -156,7 +157,7 @@ pub async fn create(State(state): State<AppState>, req: Request) -> Result<Respo
         .inc();
     tracing::info!(key = %key, "admin revocation");
     let stored = state.store.get(&key).await?.unwrap_or(rule);
-    Ok((StatusCode::OK, Json(RuleJson::from(stored))).into_response())
+    Ok(NoStore(Json(RuleJson::from(stored))).into_response())
 }
 
 /// `GET /admin/revocations/{key}`.
@@ -164,11 +165,11 @@ pub async fn read(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(key): Path<String>,
-) -> Result<Json<RuleJson>, OAuthError> {
+) -> Result<NoStore<Json<RuleJson>>, OAuthError> {
     authorize(&state, &headers)?;
     let key = parse_key(&key)?;
     let rule = state.store.get(&key).await?.ok_or(OAuthError::NotFound)?;
-    Ok(Json(rule.into()))
+    Ok(NoStore(Json(rule.into())))
 }
 
 /// `DELETE /admin/revocations/{key}`.
@@ -176,7 +177,7 @@ pub async fn delete_by_path(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(key): Path<String>,
-) -> Result<StatusCode, OAuthError> {
+) -> Result<NoStore<StatusCode>, OAuthError> {
     authorize(&state, &headers)?;
     remove(&state, &key).await
 }
@@ -185,17 +186,17 @@ pub async fn delete_by_path(
 pub async fn delete_by_body(
     State(state): State<AppState>,
     req: Request,
-) -> Result<StatusCode, OAuthError> {
+) -> Result<NoStore<StatusCode>, OAuthError> {
     authorize(&state, req.headers())?;
     let body: KeyBody = json_body(req, &state).await?;
     remove(&state, &body.key).await
 }
 
-async fn remove(state: &AppState, key: &str) -> Result<StatusCode, OAuthError> {
+async fn remove(state: &AppState, key: &str) -> Result<NoStore<StatusCode>, OAuthError> {
     let key = parse_key(key)?;
     if state.store.remove(&key).await? {
         tracing::info!(key = %key, "admin re-approval");
-        Ok(StatusCode::NO_CONTENT)
+        Ok(NoStore(StatusCode::NO_CONTENT))
     } else {
         Err(OAuthError::NotFound)
     }

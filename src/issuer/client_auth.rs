@@ -20,8 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::{HeaderMap, header};
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use ring::digest::{SHA256, digest};
+use base64::engine::general_purpose::STANDARD;
 use subtle::ConstantTimeEq;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -30,6 +29,7 @@ use super::form::{OAuthForm, decode_component};
 use super::jwt::Audience;
 use super::limit::{Peer, RateLimits};
 use crate::config::{ClientConfig, Config, GrantType};
+use crate::crypto::{self, RandomError};
 use crate::metrics::IssuerMetrics;
 
 /// Cached argon2 outcomes per kind before the cache is cleared.
@@ -87,6 +87,32 @@ pub struct Clients {
 #[derive(Debug, thiserror::Error)]
 #[error("client {0:?}: secret_hash must be sha256:<64 hex digits> or an argon2 PHC string")]
 pub struct BadSecretHash(String);
+
+/// Why an argon2 verification gave no answer. Not an HTTP error: the
+/// endpoint that asked maps it ([`From`] into [`OAuthError`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Argon2Error {
+    /// `limits.argon2_queue` verifications are waiting already: answered
+    /// 503 at once.
+    #[error("too many argon2 verifications waiting")]
+    Busy,
+    /// The verification slots were closed (a bug).
+    #[error("the argon2 slots are closed")]
+    Closed(#[source] tokio::sync::AcquireError),
+    /// The blocking task running the verification failed (it panicked).
+    #[error("the argon2 task failed")]
+    Task(#[source] tokio::task::JoinError),
+}
+
+impl From<Argon2Error> for OAuthError {
+    fn from(error: Argon2Error) -> Self {
+        match error {
+            Argon2Error::Busy => OAuthError::Overloaded,
+            other => OAuthError::internal(other),
+        }
+    }
+}
 
 // === impl Clients ===
 
@@ -159,16 +185,7 @@ impl Clients {
         peer: Peer,
         limits: &RateLimits,
     ) -> Result<bool, OAuthError> {
-        let cache_key = {
-            let mut ctx = ring::digest::Context::new(&SHA256);
-            for part in [id.as_bytes(), phc.as_bytes(), secret.as_bytes()] {
-                ctx.update(&(part.len() as u64).to_be_bytes());
-                ctx.update(part);
-            }
-            let mut key = [0u8; 32];
-            key.copy_from_slice(ctx.finish().as_ref());
-            key
-        };
+        let cache_key = crypto::sha256_fields(&[id.as_bytes(), phc.as_bytes(), secret.as_bytes()]);
         if lock(&self.argon2_ok).contains(&cache_key) {
             return Ok(true);
         }
@@ -205,10 +222,14 @@ impl Clients {
     /// at once. The permits move into the blocking task: a caller that gives
     /// up (timeout, closed connection) does not free its slot before the
     /// work is done. The password grant uses it too.
-    pub async fn verify_argon2(&self, phc: Arc<str>, password: String) -> Result<bool, OAuthError> {
+    pub async fn verify_argon2(
+        &self,
+        phc: Arc<str>,
+        password: String,
+    ) -> Result<bool, Argon2Error> {
         let Ok(admitted) = self.argon2_admission.clone().try_acquire_owned() else {
             self.metrics.refused("argon2_queue");
-            return Err(OAuthError::Overloaded);
+            return Err(Argon2Error::Busy);
         };
         let waiting = GaugeGuard::inc(&self.metrics.argon2_waiting);
         let slot = self
@@ -216,7 +237,7 @@ impl Clients {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| OAuthError::Internal("argon2 semaphore closed".into()))?;
+            .map_err(Argon2Error::Closed)?;
         drop(waiting);
         let running = self.metrics.argon2_running.clone();
         verify_argon2(phc, password, [admitted, slot], running).await
@@ -251,7 +272,7 @@ async fn verify_argon2(
     password: String,
     permits: [OwnedSemaphorePermit; 2],
     running: prometheus::IntGauge,
-) -> Result<bool, OAuthError> {
+) -> Result<bool, Argon2Error> {
     tokio::task::spawn_blocking(move || {
         use argon2::{Argon2, PasswordHash, PasswordVerifier};
         let _permits = permits;
@@ -264,13 +285,13 @@ async fn verify_argon2(
             .is_ok()
     })
     .await
-    .map_err(|e| OAuthError::Internal(format!("argon2 task: {e}")))
+    .map_err(Argon2Error::Task)
 }
 
 fn sha256_matches(stored: &[u8; 32], secret: &str) -> bool {
-    let presented = digest(&SHA256, secret.as_bytes());
+    let presented = crypto::sha256(secret.as_bytes());
     // Both sides are 32 bytes, so ct_eq never returns early on length.
-    bool::from(stored.as_slice().ct_eq(presented.as_ref()))
+    bool::from(stored.ct_eq(&presented))
 }
 
 /// The client id and secret of the request, from exactly one method.
@@ -379,22 +400,15 @@ fn parse_secret_hash(s: &str) -> Option<SecretHash> {
 
 /// A fresh client secret (256 random bits, base64url) and its
 /// `sha256:<hex>` hash for the config (`revokd client new`).
-pub fn new_client_secret() -> Result<(String, String), OAuthError> {
-    let mut bytes = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| OAuthError::Internal("random generator failed".into()))?;
-    let secret = URL_SAFE_NO_PAD.encode(bytes);
-    Ok((secret.clone(), sha256_secret_hash(&secret)))
+pub fn new_client_secret() -> Result<(String, String), RandomError> {
+    let secret = crypto::random_secret()?;
+    let hash = sha256_secret_hash(&secret);
+    Ok((secret, hash))
 }
 
 /// `sha256:<hex>` of a secret, the form `secret_hash` takes.
 pub fn sha256_secret_hash(secret: &str) -> String {
-    let d = digest(&SHA256, secret.as_bytes());
-    let mut out = String::from("sha256:");
-    for b in d.as_ref() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    format!("sha256:{}", crypto::hex(&crypto::sha256(secret.as_bytes())))
 }
 
 #[cfg(test)]
@@ -442,5 +456,20 @@ mod tests {
         assert!(sha256_matches(&stored, &secret));
         assert!(!sha256_matches(&stored, "wrong"));
         assert!(parse_secret_hash("sha256:abcd").is_none());
+    }
+
+    #[tokio::test]
+    async fn argon2_errors_are_mapped_by_the_endpoint() {
+        use std::error::Error;
+        let busy = OAuthError::from(Argon2Error::Busy);
+        assert_eq!(busy.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let panicked = tokio::task::spawn_blocking(|| panic!("argon2 blew up"))
+            .await
+            .unwrap_err();
+        let internal = OAuthError::from(Argon2Error::Task(panicked));
+        assert_eq!(internal.code(), "server_error");
+        let cause = internal.source().expect("the argon2 error is kept");
+        assert!(cause.downcast_ref::<Argon2Error>().is_some());
+        assert!(cause.source().is_some(), "and the join error under it");
     }
 }

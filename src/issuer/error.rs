@@ -1,8 +1,9 @@
 //! One error type for every issuer endpoint, and the one place that turns it
-//! into an HTTP response: RFC 6749 §5.2 JSON with `Cache-Control: no-store`.
+//! into an HTTP response: RFC 6749 §5.2 JSON, marked uncacheable
+//! ([`super::no_store`]).
 //!
-//! 5xx bodies stay generic; their cause is logged here (never a token or a
-//! secret: no variant carries one).
+//! 5xx bodies stay generic; their cause, with its whole chain, is logged
+//! here and only here (never a token or a secret: no variant carries one).
 
 use std::borrow::Cow;
 
@@ -11,6 +12,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::no_store::NoStore;
+use crate::crypto::RandomError;
+use crate::error::{BoxError, Chain};
 use crate::store::StoreError;
 
 /// Every way an issuer request can fail. The `Display` form starts with the
@@ -49,8 +53,9 @@ pub enum OAuthError {
     /// 404: no such rule (admin API) or route.
     #[error("not_found")]
     NotFound,
-    /// 503 `temporarily_unavailable`: the revocation store failed.
-    #[error("temporarily_unavailable: {0}")]
+    /// 503 `temporarily_unavailable`: the revocation store failed (the
+    /// source says how).
+    #[error("temporarily_unavailable")]
     Store(#[from] StoreError),
     /// 429 `slow_down`: the client's rate limit (see [`super::limit`]);
     /// answered with `Retry-After`, in seconds.
@@ -61,9 +66,16 @@ pub enum OAuthError {
     /// `Retry-After: 1`.
     #[error("temporarily_unavailable: overloaded")]
     Overloaded,
-    /// 500 `server_error`: a bug or a broken host; the cause is logged.
-    #[error("server_error: {0}")]
-    Internal(String),
+    /// 500 `server_error`: a bug or a broken host; the cause (the source)
+    /// is logged. Made with [`OAuthError::internal`].
+    #[error("server_error")]
+    Internal(#[source] BoxError),
+}
+
+impl From<RandomError> for OAuthError {
+    fn from(error: RandomError) -> Self {
+        OAuthError::internal(error)
+    }
 }
 
 /// The error code a response carried, left in the response's extensions so
@@ -82,6 +94,12 @@ impl OAuthError {
     /// A shorthand for [`OAuthError::InvalidRequest`].
     pub fn invalid_request(why: impl Into<Cow<'static, str>>) -> OAuthError {
         OAuthError::InvalidRequest(why.into())
+    }
+
+    /// A shorthand for [`OAuthError::Internal`]: any error, or a message
+    /// (`OAuthError::internal("handler panicked")`).
+    pub fn internal(cause: impl Into<BoxError>) -> OAuthError {
+        OAuthError::Internal(cause.into())
     }
 
     /// The RFC error code.
@@ -138,18 +156,16 @@ impl OAuthError {
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         match &self {
-            OAuthError::Store(e) => tracing::warn!(error = %e, "revocation store failed"),
-            OAuthError::Internal(e) => tracing::error!(error = %e, "internal error"),
+            OAuthError::Store(e) => tracing::warn!(error = %Chain(e), "revocation store failed"),
+            OAuthError::Internal(e) => tracing::error!(error = %Chain(&**e), "internal error"),
             _ => tracing::debug!(error = self.code(), "request refused"),
         }
         let body = Body {
             error: self.code(),
             error_description: self.description(),
         };
-        let mut response = (self.status(), Json(body)).into_response();
+        let mut response = NoStore((self.status(), Json(body))).into_response();
         let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         match self {
             OAuthError::InvalidClient => {
                 headers.insert(
@@ -184,5 +200,35 @@ impl IntoResponse for OAuthError {
         }
         response.extensions_mut().insert(ErrorCode(self.code()));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn an_internal_error_keeps_its_cause_out_of_the_body() {
+        let error = OAuthError::internal(std::io::Error::other("disk on fire"));
+        let cause = error.source().map(ToString::to_string);
+        assert_eq!(cause.as_deref(), Some("disk on fire"));
+        assert_eq!(Chain(&error).to_string(), "server_error: disk on fire");
+        let response = error.into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1024)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], br#"{"error":"server_error"}"#);
+    }
+
+    #[test]
+    fn a_store_error_keeps_its_cause() {
+        let error = OAuthError::from(StoreError::unavailable("not in sync"));
+        assert_eq!(
+            error.source().map(ToString::to_string).as_deref(),
+            Some("revocation store unavailable: not in sync")
+        );
     }
 }

@@ -7,7 +7,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -16,6 +16,7 @@ use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::TokenKind;
 use super::limit::Peer;
+use super::no_store::NoStore;
 use crate::clock;
 
 /// The handler.
@@ -54,9 +55,5 @@ pub async fn introspect(
             "token_type": "Bearer",
         }),
     };
-    let mut response = Json(body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    Ok(response)
+    Ok(NoStore(Json(body)).into_response())
 }

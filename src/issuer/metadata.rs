@@ -61,7 +61,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
-            tracing::warn!(error = %e, "not ready");
+            tracing::warn!(error = %crate::error::Chain(&e), "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "revocation store unavailable",

@@ -40,7 +40,7 @@
 //! Every refusal is counted in `revokd_http_refused_total{reason}`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -50,8 +50,6 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use prometheus::Registry;
 use tokio::sync::Semaphore;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -75,6 +73,7 @@ pub mod introspect;
 pub mod jwt;
 pub mod limit;
 pub mod metadata;
+pub mod no_store;
 pub mod replicated;
 pub mod revoke;
 pub mod server;
@@ -152,11 +151,9 @@ pub struct RequestIds {
 impl RequestIds {
     /// A fresh prefix.
     pub fn new() -> RequestIds {
-        let mut bytes = [0u8; 8];
         // A failed draw only makes ids less unique across processes.
-        let _ = getrandom::fill(&mut bytes);
         RequestIds {
-            prefix: u64::from_le_bytes(bytes),
+            prefix: crate::crypto::random_u64().unwrap_or(0),
             next: AtomicU64::new(0),
         }
     }
@@ -207,8 +204,8 @@ impl App {
         if self.store.has_synced() {
             Ok(())
         } else {
-            Err(OAuthError::Store(StoreError::Unavailable(
-                "the denylist has not synced with redis yet".to_owned(),
+            Err(OAuthError::Store(StoreError::unavailable(
+                "the denylist has not synced with redis yet",
             )))
         }
     }
@@ -383,7 +380,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
-                OAuthError::Internal("handler panicked".into()).into_response()
+                OAuthError::internal("handler panicked").into_response()
             },
         ))
         .layer(middleware::from_fn_with_state(state.clone(), shed))
@@ -567,9 +564,7 @@ fn jsonify(response: Response) -> Response {
         HeaderValue::from_static("application/json"),
     );
     parts.headers.remove(header::CONTENT_LENGTH);
-    parts
-        .headers
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    no_store::mark(&mut parts.headers);
     if parts.status == StatusCode::SERVICE_UNAVAILABLE {
         parts
             .headers
@@ -577,38 +572,4 @@ fn jsonify(response: Response) -> Response {
             .or_insert(HeaderValue::from_static("1"));
     }
     Response::from_parts(parts, axum::body::Body::from(body))
-}
-
-/// 128 random bits, base64url without padding (22 characters): `jti`,
-/// `sid`, ephemeral kids.
-pub fn random_id() -> Result<String, OAuthError> {
-    let mut bytes = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
-        .map_err(|_| OAuthError::Internal("random generator failed".into()))?;
-    Ok(URL_SAFE_NO_PAD.encode(bytes))
-}
-
-/// Spawns the task that maintains the denylist every `period` (drops
-/// expired rules, rebuilds its filter when stale); it ends when `shutdown`
-/// resolves.
-pub fn spawn_expiry(
-    denylist: Denylist,
-    period: Duration,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tokio::pin!(shutdown);
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                _ = tick.tick() => {
-                    let done = denylist.maintain(crate::clock::now_secs());
-                    if done.expired > 0 || done.rebuilt {
-                        tracing::debug!(expired = done.expired, rebuilt = done.rebuilt, "denylist maintained");
-                    }
-                }
-            }
-        }
-    })
 }

@@ -6,6 +6,7 @@
 //! denylist and, should Redis come back empty, re-writes the rules it holds
 //! (its denylist lists its rules); a sweeper drops expired rules from Redis.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,7 +150,7 @@ impl RedisRevocationStore {
         if subscriber.wait_applied(position, APPLY_BOUND).await {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(format!(
+            Err(StoreError::unavailable(format!(
                 "redis took the change (seq {}) but this issuer's denylist did not, \
                  in the history it follows, within {APPLY_BOUND:?}",
                 position.seq
@@ -161,7 +162,11 @@ impl RedisRevocationStore {
 impl RevocationStore for RedisRevocationStore {
     fn revoke(&self, rule: Rule) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            let (position, merged) = self.store.revoke(&rule, clock::now_millis()).await?;
+            let (position, merged) = self
+                .store
+                .revoke(&rule, clock::now_millis())
+                .await
+                .map_err(|e| StoreError::caused_by("revoking", e))?;
             if self.subscriber.is_none() {
                 self.denylist.apply(&merged);
             }
@@ -173,7 +178,11 @@ impl RevocationStore for RedisRevocationStore {
         Box::pin(async move {
             // After a fork only this denylist may still hold the rule.
             let held_here = self.denylist.get(key, clock::now_secs()).is_some();
-            let (position, held) = self.store.remove(key, clock::now_millis()).await?;
+            let (position, held) = self
+                .store
+                .remove(key, clock::now_millis())
+                .await
+                .map_err(|e| StoreError::caused_by("re-approving", e))?;
             if self.subscriber.is_none() {
                 self.denylist.remove(key);
             }
@@ -184,7 +193,11 @@ impl RevocationStore for RedisRevocationStore {
 
     fn get<'a>(&'a self, key: &'a RuleKey) -> StoreFuture<'a, Option<Rule>> {
         Box::pin(async move {
-            let rule = self.store.get(key).await?;
+            let rule = self
+                .store
+                .get(key)
+                .await
+                .map_err(|e| StoreError::caused_by("reading a rule", e))?;
             Ok(rule.filter(|rule| rule.is_live(clock::now_secs())))
         })
     }
@@ -195,11 +208,21 @@ impl RevocationStore for RedisRevocationStore {
         attempt: &'a str,
         ttl: Duration,
     ) -> StoreFuture<'a, RefreshUse> {
-        Box::pin(async move { Ok(self.store.claim_refresh(jti, attempt, ttl).await?) })
+        Box::pin(async move {
+            self.store
+                .claim_refresh(jti, attempt, ttl)
+                .await
+                .map_err(|e| StoreError::caused_by("claiming a refresh token", e))
+        })
     }
 
     fn confirm_refresh<'a>(&'a self, jti: &'a str, attempt: &'a str) -> StoreFuture<'a, bool> {
-        Box::pin(async move { Ok(self.store.confirm_refresh(jti, attempt).await?) })
+        Box::pin(async move {
+            self.store
+                .confirm_refresh(jti, attempt)
+                .await
+                .map_err(|e| StoreError::caused_by("confirming a refresh", e))
+        })
     }
 
     fn has_synced(&self) -> bool {
@@ -210,17 +233,20 @@ impl RevocationStore for RedisRevocationStore {
 
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
-            self.store.seq().await?;
+            self.store
+                .seq()
+                .await
+                .map_err(|e| StoreError::caused_by("reading seq", e))?;
             if let Some((subscriber, bound)) = &self.subscriber
                 && !subscriber.is_fresh(*bound)
             {
                 let staleness = subscriber.staleness();
-                return Err(StoreError::Unavailable(if staleness == Duration::MAX {
-                    "denylist not yet in sync with redis".to_owned()
+                return Err(StoreError::unavailable(if staleness == Duration::MAX {
+                    Cow::Borrowed("denylist not yet in sync with redis")
                 } else {
-                    format!(
+                    Cow::Owned(format!(
                         "denylist not proved in sync with redis for {staleness:?} (bound {bound:?})"
-                    )
+                    ))
                 }));
             }
             Ok(())

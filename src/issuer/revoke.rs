@@ -8,7 +8,7 @@
 //! stops the search. A store that cannot keep the rule is 503.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
@@ -16,6 +16,7 @@ use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::{Claims, TokenKind};
 use super::limit::Peer;
+use super::no_store::NoStore;
 use crate::clock;
 use crate::config::Cascade;
 use crate::rule::{RevokedBefore, Rule, RuleKey};
@@ -74,9 +75,5 @@ fn rule_for(claims: &Claims, cascade: Cascade, lifetime: u64) -> Rule {
 }
 
 fn done() -> Response {
-    let mut response = StatusCode::OK.into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
+    NoStore(StatusCode::OK).into_response()
 }

@@ -30,14 +30,17 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use super::{AppState, router};
+use super::{AppState, no_store, router};
 use crate::metrics::IssuerMetrics;
 
 /// What a connection over a cap is sent before it is closed.
-const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
-content-type: application/json\r\ncache-control: no-store\r\nretry-after: 1\r\n\
-connection: close\r\ncontent-length: 79\r\n\r\n\
-{\"error\":\"temporarily_unavailable\",\"error_description\":\"too many connections\"}\n";
+const REFUSED: &[u8] = concat!(
+    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n",
+    no_store::raw_lines!(),
+    "retry-after: 1\r\nconnection: close\r\ncontent-length: 79\r\n\r\n",
+    "{\"error\":\"temporarily_unavailable\",\"error_description\":\"too many connections\"}\n"
+)
+.as_bytes();
 
 /// Serves the issuer's [`router`] for `state` on `listener` until `shutdown`
 /// resolves, then drains (see the module documentation). Errors only if the
@@ -120,7 +123,7 @@ pub async fn serve(
                 if e.is_timeout() {
                     metrics.refused("header_timeout");
                 }
-                tracing::debug!(error = %e, %peer, "connection ended");
+                tracing::debug!(error = %crate::error::Chain(&e), %peer, "connection ended");
             }
         });
     }
@@ -230,5 +233,11 @@ mod tests {
         let (head, body) = text.split_once("\r\n\r\n").unwrap();
         assert!(head.contains(&format!("content-length: {}", body.len())));
         assert!(serde_json::from_str::<serde_json::Value>(body).is_ok());
+        for (name, value) in [
+            ("cache-control", no_store::CACHE_CONTROL),
+            ("pragma", no_store::PRAGMA),
+        ] {
+            assert!(head.contains(&format!("\r\n{name}: {value}\r\n")), "{name}");
+        }
     }
 }

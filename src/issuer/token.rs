@@ -11,18 +11,20 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, header};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::AppState;
 use super::client_auth::Client;
 use super::error::OAuthError;
 use super::form::OAuthForm;
 use super::jwt::{self, Audience, Claims, TokenKind};
 use super::limit::Peer;
-use super::{AppState, random_id};
+use super::no_store::NoStore;
 use crate::clock;
 use crate::config::GrantType;
+use crate::crypto::random_id;
 use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey, TokenKeys};
 use crate::store::RefreshUse;
 
@@ -44,11 +46,7 @@ pub struct TokenResponse {
 
 impl IntoResponse for TokenResponse {
     fn into_response(self) -> Response {
-        let mut response = Json(self).into_response();
-        let headers = response.headers_mut();
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-        response
+        NoStore(Json(self)).into_response()
     }
 }
 
@@ -211,6 +209,7 @@ async fn refresh(
         expires_at: old.exp,
     };
     if let Err(error) = state.store.revoke(retirement).await {
+        let error = crate::error::Chain(&error);
         tracing::warn!(%error, client_id = %client.id, "retiring a rotated refresh token");
     }
     Ok(response)
@@ -300,7 +299,7 @@ fn issue(
 }
 
 fn sign(state: &AppState, kind: TokenKind, claims: &Claims) -> Result<String, OAuthError> {
-    jwt::sign(&state.keys, kind, claims).map_err(|e| OAuthError::Internal(e.to_string()))
+    jwt::sign(&state.keys, kind, claims).map_err(OAuthError::internal)
 }
 
 /// RFC 6749 §3.3: the requested scopes must all be allowed; none requested

@@ -10,10 +10,12 @@
 //! The trait returns boxed futures so it stays object safe
 //! (`Arc<dyn RevocationStore>`) without an extra macro crate.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
+use crate::error::BoxError;
 use crate::rule::{Rule, RuleKey};
 
 mod link;
@@ -26,12 +28,43 @@ pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>>
 /// The store could not do what was asked. The issuer answers 503
 /// `temporarily_unavailable`: a revocation is never reported done when it
 /// was not kept.
+///
+/// The cause, when another error is one (a [`redis::RedisStoreError`]), is
+/// kept as the [`source`](std::error::Error::source), not flattened into the
+/// message: log it with [`crate::error::Chain`].
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The backend is unreachable or failed.
-    #[error("revocation store unavailable: {0}")]
-    Unavailable(String),
+    /// The backend is unreachable, failed, or is not known to be in sync.
+    #[error("revocation store unavailable: {what}")]
+    Unavailable {
+        /// What could not be done, or what is wrong.
+        what: Cow<'static, str>,
+        /// The error that caused it, if one did.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl StoreError {
+    /// Unavailable for a reason of its own (no underlying error).
+    pub fn unavailable(what: impl Into<Cow<'static, str>>) -> StoreError {
+        StoreError::Unavailable {
+            what: what.into(),
+            source: None,
+        }
+    }
+
+    /// Unavailable because `source` failed while doing `what`.
+    pub fn caused_by(
+        what: impl Into<Cow<'static, str>>,
+        source: impl Into<BoxError>,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            what: what.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 /// What [`RevocationStore::claim_refresh`] found.
@@ -88,5 +121,30 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// and answer 503. Always true for a store that is the denylist itself.
     fn has_synced(&self) -> bool {
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+    use crate::error::Chain;
+    use crate::store::redis::RedisStoreError;
+
+    #[test]
+    fn the_cause_of_a_store_error_is_its_source() {
+        let timeout = RedisStoreError::Timeout(Duration::from_secs(2));
+        let error = StoreError::caused_by("revoking", timeout);
+        assert_eq!(error.to_string(), "revocation store unavailable: revoking");
+        let source = error.source().expect("the redis error is kept");
+        assert!(source.downcast_ref::<RedisStoreError>().is_some());
+        assert_eq!(
+            Chain(&error).to_string(),
+            "revocation store unavailable: revoking: redis did not answer within 2s"
+        );
+        let via_question_mark = StoreError::from(RedisStoreError::Corrupt("x".into()));
+        assert!(via_question_mark.source().is_some());
+        assert!(StoreError::unavailable("not in sync").source().is_none());
     }
 }

@@ -70,9 +70,11 @@ pub enum RedisStoreError {
     },
 }
 
+/// `?` from a Redis call: unavailable, caused by `error`. Callers that know
+/// what they were doing say so with [`StoreError::caused_by`](super::StoreError::caused_by).
 impl From<RedisStoreError> for super::StoreError {
     fn from(error: RedisStoreError) -> Self {
-        super::StoreError::Unavailable(error.to_string())
+        super::StoreError::caused_by("redis", error)
     }
 }
 
@@ -593,6 +595,7 @@ pub async fn expire_forever(store: RedisStore, interval: Duration) {
                 Ok(1000) => continue,
                 Ok(_) => break,
                 Err(error) => {
+                    let error = crate::error::Chain(&error);
                     tracing::debug!(%error, "expiring rules in redis failed; will retry");
                     break;
                 }

@@ -54,10 +54,7 @@ impl TokenCache {
     }
 
     pub(super) fn digest(token: &str) -> Digest {
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-        let mut out = [0u8; 32];
-        out.copy_from_slice(digest.as_ref());
-        out
+        crate::crypto::sha256(token.as_bytes())
     }
 
     fn shard(&self, digest: &Digest) -> std::sync::MutexGuard<'_, CacheShard> {

@@ -1,0 +1,81 @@
+//! `[[clients]]` and `[[users]]`: who may ask for tokens, and how.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// A grant type a client may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantType {
+    /// RFC 6749 §4.4.
+    ClientCredentials,
+    /// RFC 6749 §4.3.
+    Password,
+    /// RFC 6749 §6.
+    RefreshToken,
+}
+
+impl GrantType {
+    /// Every grant, in the metadata's order.
+    pub const ALL: [GrantType; 3] = [
+        GrantType::ClientCredentials,
+        GrantType::Password,
+        GrantType::RefreshToken,
+    ];
+
+    /// The `grant_type` parameter value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+        }
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One `[[clients]]` entry. `id` and `secret_hash` are required, so it has
+/// no `Default`: each optional key has its own.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// The client id.
+    pub id: String,
+    /// `sha256:<hex>` of a generated secret, or an argon2 PHC string.
+    pub secret_hash: String,
+    /// Grants the client may use.
+    #[serde(default)]
+    pub grants: Vec<GrantType>,
+    /// Scopes the client may request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Scopes granted when a request names none (default: all of `scopes`).
+    #[serde(default)]
+    pub default_scopes: Option<Vec<String>>,
+    /// The `aud` of its access tokens (default: the issuer).
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Overrides `[tokens] access_ttl` for this client.
+    #[serde(default, with = "super::duration::option")]
+    pub access_ttl: Option<Duration>,
+    /// Overrides `[tokens] refresh_ttl` for this client.
+    #[serde(default, with = "super::duration::option")]
+    pub refresh_ttl: Option<Duration>,
+}
+
+/// One `[[users]]` entry, for the `password` grant.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The `username` parameter, and the `sub` of the user's tokens.
+    pub username: String,
+    /// An argon2 PHC string.
+    pub password_hash: String,
+}

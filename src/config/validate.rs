@@ -1,0 +1,137 @@
+//! What serde cannot check: values that parse but are not usable, and
+//! entries listed twice. Every problem is collected, none stops the check.
+
+use std::collections::HashSet;
+
+use super::{Config, ConfigError, LimitsConfig, StoreConfig};
+use crate::store::redis::TopologyError;
+
+impl Config {
+    /// Checks what serde cannot: every problem is reported at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let problems = self.problems();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// Every problem of a parsed configuration, in the order of the file.
+    pub(super) fn problems(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.issuer.is_empty() {
+            problems.push("issuer is empty".to_owned());
+        }
+        if self.tokens.access_ttl.is_zero() || self.tokens.refresh_ttl.is_zero() {
+            problems.push("token lifetimes must be positive".to_owned());
+        }
+        limits(&self.limits, &mut problems);
+        store(&self.store, &mut problems);
+        self.principals(&mut problems);
+        let mut kids = HashSet::new();
+        for key in &self.signing_keys {
+            if !kids.insert(key.kid.as_str()) {
+                problems.push(format!("signing key kid {:?} is listed twice", key.kid));
+            }
+        }
+        problems
+    }
+
+    /// `[[clients]]` and `[[users]]`.
+    fn principals(&self, problems: &mut Vec<String>) {
+        let mut seen = HashSet::new();
+        for client in &self.clients {
+            if client.id.is_empty() || client.id.chars().any(char::is_control) {
+                problems.push("a client id is empty or has control characters".to_owned());
+            }
+            if !seen.insert(client.id.as_str()) {
+                problems.push(format!("client {:?} is listed twice", client.id));
+            }
+            if !client.secret_hash.starts_with("sha256:")
+                && !client.secret_hash.starts_with("$argon2")
+            {
+                problems.push(format!(
+                    "client {:?}: secret_hash must be sha256:<hex> or an argon2 PHC string",
+                    client.id
+                ));
+            }
+            if let Some(defaults) = &client.default_scopes
+                && let Some(s) = defaults.iter().find(|s| !client.scopes.contains(s))
+            {
+                problems.push(format!(
+                    "client {:?}: default scope {s:?} is not in its scopes",
+                    client.id
+                ));
+            }
+        }
+        let mut users = HashSet::new();
+        for user in &self.users {
+            if !users.insert(user.username.as_str()) {
+                problems.push(format!("user {:?} is listed twice", user.username));
+            }
+        }
+    }
+}
+
+fn limits(limits: &LimitsConfig, problems: &mut Vec<String>) {
+    if !(limits.rate_per_second.is_finite() && limits.rate_per_second > 0.0) {
+        problems.push("limits.rate_per_second must be a positive number".to_owned());
+    }
+    if limits.burst == 0 {
+        problems.push("limits.burst must be at least 1".to_owned());
+    }
+    if limits.max_concurrent_requests == 0 {
+        problems.push("limits.max_concurrent_requests must be at least 1".to_owned());
+    }
+    if limits.request_timeout.is_zero() {
+        problems.push("limits.request_timeout must be positive".to_owned());
+    }
+    for (name, value) in [
+        ("header_read_timeout", limits.header_read_timeout),
+        ("body_read_timeout", limits.body_read_timeout),
+        ("argon2_failure_window", limits.argon2_failure_window),
+    ] {
+        if value.is_zero() {
+            problems.push(format!("limits.{name} must be positive"));
+        }
+    }
+    for (name, value) in [
+        ("max_connections", limits.max_connections),
+        ("max_connections_per_peer", limits.max_connections_per_peer),
+        ("argon2_concurrency", limits.argon2_concurrency),
+    ] {
+        if value == 0 {
+            problems.push(format!("limits.{name} must be at least 1"));
+        }
+    }
+    if limits.max_connections_per_peer > limits.max_connections {
+        problems.push(
+            "limits.max_connections_per_peer must not exceed limits.max_connections".to_owned(),
+        );
+    }
+    if !(limits.peer_rate_per_second.is_finite() && limits.peer_rate_per_second > 0.0) {
+        problems.push("limits.peer_rate_per_second must be a positive number".to_owned());
+    }
+    if limits.peer_burst == 0 {
+        problems.push("limits.peer_burst must be at least 1".to_owned());
+    }
+    if limits.argon2_failures == 0 {
+        problems.push("limits.argon2_failures must be at least 1".to_owned());
+    }
+}
+
+fn store(store: &StoreConfig, problems: &mut Vec<String>) {
+    match store.parts() {
+        Ok(_) | Err(TopologyError::Missing) => {}
+        Err(error) => problems.push(format!(
+            "store: {error} (redis_url, sentinels + sentinel_master, cluster)"
+        )),
+    }
+    if store.replica_acks > 0 && store.replica_ack_timeout.is_zero() {
+        problems.push("store.replica_ack_timeout must be positive".to_owned());
+    }
+    if store.prefix.is_empty() || store.prefix.contains(['{', '}']) {
+        problems.push("store.prefix must be non-empty, without braces".to_owned());
+    }
+}
