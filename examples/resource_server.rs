@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use axum::routing::get;
 use axum::{Json, Router};
+use revokd::error::Chain;
 use revokd::layer::{StalePolicy, VerifiedToken};
 use revokd::resource_server::ResourceServer;
 use revokd::store::redis::Topology;
@@ -122,7 +123,7 @@ async fn run() -> Result<(), String> {
         .staleness_bound(args.bound)
         .start()
         .await
-        .map_err(|e| error_chain(&e))?;
+        .map_err(|e| Chain(&e).to_string())?;
     let app = Router::new()
         .route("/api/resource", get(resource))
         .layer(server.layer())
@@ -149,15 +150,4 @@ async fn resource(token: VerifiedToken) -> Json<serde_json::Value> {
         "scope": token.scope,
         "client_id": token.client_id,
     }))
-}
-
-/// An error and its causes, one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut line = error.to_string();
-    let mut cause = error.source();
-    while let Some(error) = cause {
-        line.push_str(&format!(": {error}"));
-        cause = error.source();
-    }
-    line
 }

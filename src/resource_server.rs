@@ -40,6 +40,7 @@ use prometheus::{Encoder, Registry, TextEncoder};
 use serde::Serialize;
 
 use crate::denylist::Denylist;
+use crate::error::Chain;
 use crate::layer::{DEFAULT_STALENESS_BOUND, RequireTokenLayer, StalePolicy};
 use crate::metrics::DenylistMetrics;
 use crate::store::redis::{RedisStore, RedisStoreError, StoreOptions, Topology};
@@ -210,6 +211,7 @@ async fn discover(
         match Verifier::discover(config.clone(), Some(denylist.clone())).await {
             Ok(verifier) => return Ok(verifier),
             Err(error) if tokio::time::Instant::now() + pause < deadline => {
+                let error = Chain(&error);
                 tracing::warn!(%error, issuer = %config.issuer, "discovery failed; retrying");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(Duration::from_secs(2));
