@@ -22,16 +22,16 @@ use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use http::{Request, Response};
 use revokd::denylist::Denylist;
-use revokd::keys::{KeyAlg, KeySet};
 use revokd::layer::{RequireTokenLayer, VerifiedToken};
 use revokd::rule::{RevokedBefore, Rule, RuleKey};
+use revokd::signing::{SigningAlg, SigningKeys};
 use revokd::verify::{Verifier, VerifierConfig};
 use serde_json::json;
 use tower::{Layer, Service, ServiceExt};
 
 const ISSUER: &str = "https://auth.example.com";
 
-fn token(keys: &KeySet) -> String {
+fn token(keys: &SigningKeys) -> String {
     let now = revokd::clock::now_secs();
     let claims = json!({
         "iss": ISSUER, "sub": "alice", "aud": "api", "client_id": "web",
@@ -101,7 +101,7 @@ where
 }
 
 fn layer(c: &mut Criterion) {
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let token = token(&keys);
     let denylist = denylist();
     let verifier = |capacity| {

@@ -102,7 +102,7 @@ async fn replicated(events: usize) {
     let store = RedisStore::single(&master.url(), "revokd").unwrap();
     let client = redis::Client::open(replica.url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub.subscribe(&store.keys().channel).await.unwrap();
+    pubsub.subscribe(&store.key_names().channel).await.unwrap();
     let mut messages = pubsub.into_on_message();
     let mut latencies = Vec::with_capacity(events);
     for i in 0..events {
@@ -216,7 +216,7 @@ async fn fan_out(
     let mut receivers = tokio::task::JoinSet::new();
     for _ in 0..subscribers {
         let mut pubsub = client.get_async_pubsub().await.unwrap();
-        pubsub.subscribe(&store.keys().channel).await.unwrap();
+        pubsub.subscribe(&store.key_names().channel).await.unwrap();
         receivers.spawn(async move {
             let mut messages = pubsub.into_on_message();
             for _ in 0..total {

@@ -25,7 +25,7 @@
 //! | a kept cause, and the log form of an error's whole chain | [`error`] |
 //! | every Prometheus metric, on a registry the caller passes in | [`metrics`] |
 //! | issuing: token, revoke, introspect, metadata, admin (feature `issuer`) | `issuer` |
-//! | signing keys, `kid`s, the JWK set (feature `issuer`) | `keys` |
+//! | signing keys, `kid`s, the JWK set (feature `issuer`) | `signing` |
 //! | where revocations are written: `RevocationStore`, in memory or in Redis | [`store`] |
 //! | the configuration file and `REVOKD_*` overrides (feature `issuer`) | `config` |
 //!
@@ -47,9 +47,9 @@ pub mod rule;
 pub mod config;
 #[cfg(feature = "issuer")]
 pub mod issuer;
-#[cfg(feature = "issuer")]
-pub mod keys;
 pub mod resource_server;
+#[cfg(feature = "issuer")]
+pub mod signing;
 pub mod store;
 pub mod subscriber;
 pub mod verify;

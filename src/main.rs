@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
 use revokd::config::{ClientConfig, Config, GrantType};
 use revokd::denylist::Maintainer;
 use revokd::issuer::{self, AppState, client_auth};
-use revokd::keys::{KeyAlg, KeySet, generate_pem};
+use revokd::signing::{SigningAlg, SigningKeys, generate_pem};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc gives memory freed after a resync or restore back to the OS
@@ -68,7 +68,7 @@ enum Command {
     Keygen {
         /// EdDSA (default), ES256 or RS256.
         #[arg(long, default_value = "EdDSA")]
-        alg: KeyAlg,
+        alg: SigningAlg,
     },
     /// Manage clients.
     Client {
@@ -315,9 +315,9 @@ async fn serve(
             "NO SIGNING KEY CONFIGURED: using an EPHEMERAL EdDSA key. Tokens die with this process; \
              never run like this in production (see `revokd keygen` and [[signing_keys]])"
         );
-        KeySet::ephemeral(KeyAlg::EdDSA)?
+        SigningKeys::ephemeral(SigningAlg::EdDSA)?
     } else {
-        KeySet::load(&config.signing_keys)?
+        SigningKeys::load(&config.signing_keys)?
     };
 
     let (state, replication) = match config.store.topology() {

@@ -326,7 +326,7 @@ impl Task {
         let pubsub = tokio::time::timeout(timeout, async {
             let client = self.store.pubsub_client().await?;
             let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(&self.store.keys().channel).await?;
+            pubsub.subscribe(&self.store.key_names().channel).await?;
             Ok::<_, RedisStoreError>(pubsub)
         })
         .await;

@@ -21,7 +21,7 @@ use revokd::issuer::error::OAuthError;
 use revokd::issuer::form::OAuthForm;
 use revokd::issuer::jwt::{self, Claims, TokenKind};
 use revokd::issuer::limit::{Peer, RateLimits};
-use revokd::keys::{KeySet, SigningKey};
+use revokd::signing::{SigningKeys, SigningKey};
 use revokd::metrics::IssuerMetrics;
 use revokd::verify::{Verifier, VerifierConfig};
 
@@ -49,12 +49,12 @@ Pf4BoH5zKgqjLRwqAOOK9FyzdZXkyJi6q99kfzsMkdmULN9vi0hmKdLa
 ";
 
 /// The issuer's key set: Ed25519 signs, P-256 stays for rotation.
-pub static KEYS: LazyLock<KeySet> = LazyLock::new(|| {
+pub static KEYS: LazyLock<SigningKeys> = LazyLock::new(|| {
     let keys = vec![
         SigningKey::from_pem(ED25519_KID, ED25519_PEM).expect("the fixed Ed25519 key loads"),
         SigningKey::from_pem(P256_KID, P256_PEM).expect("the fixed P-256 key loads"),
     ];
-    KeySet::new(keys).expect("the fixed key set builds")
+    SigningKeys::new(keys).expect("the fixed key set builds")
 });
 
 fn verifier(cache_capacity: usize) -> Verifier {

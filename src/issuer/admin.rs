@@ -78,7 +78,7 @@ pub struct CreateRule {
 /// `DELETE /admin/revocations` body.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KeyBody {
+pub struct RuleKeyBody {
     key: String,
 }
 
@@ -188,7 +188,7 @@ pub async fn delete_by_body(
     req: Request,
 ) -> Result<NoStore<StatusCode>, OAuthError> {
     authorize(&state, req.headers())?;
-    let body: KeyBody = json_body(req, &state).await?;
+    let body: RuleKeyBody = json_body(req, &state).await?;
     remove(&state, &body.key).await
 }
 

@@ -5,13 +5,13 @@
 //! (these are our own clocks, read once by the caller), and a `sid`.
 
 use crate::jwt::{self, Expected, VerifyError};
-use crate::keys::KeySet;
+use crate::signing::SigningKeys;
 
 pub use crate::jwt::{Audience, Claims, TokenKind};
-pub use crate::keys::SignError;
+pub use crate::signing::SignError;
 
 /// Signs `claims` with the active key.
-pub fn sign(keys: &KeySet, kind: TokenKind, claims: &Claims) -> Result<String, SignError> {
+pub fn sign(keys: &SigningKeys, kind: TokenKind, claims: &Claims) -> Result<String, SignError> {
     keys.active().sign(kind, claims)
 }
 
@@ -19,7 +19,7 @@ pub fn sign(keys: &KeySet, kind: TokenKind, claims: &Claims) -> Result<String, S
 /// unexpired token of `want` (or of either kind when `want` is `None`).
 /// Revocation is not checked here: ask the denylist.
 pub fn verify(
-    keys: &KeySet,
+    keys: &SigningKeys,
     issuer: &str,
     token: &str,
     want: Option<TokenKind>,
@@ -46,7 +46,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::keys::KeyAlg;
+    use crate::signing::SigningAlg;
 
     fn claims(exp: u64) -> Claims {
         Claims {
@@ -65,7 +65,7 @@ mod tests {
 
     #[test]
     fn a_token_is_refused_on_and_after_its_exp() {
-        let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+        let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
         let token = sign(&keys, TokenKind::Access, &claims(1000)).unwrap();
         let iss = "https://issuer.test";
         assert!(verify(&keys, iss, &token, Some(TokenKind::Access), 999).is_ok());
@@ -75,7 +75,7 @@ mod tests {
 
     #[test]
     fn the_kind_comes_from_typ_and_must_match() {
-        let keys = KeySet::ephemeral(KeyAlg::ES256).unwrap();
+        let keys = SigningKeys::ephemeral(SigningAlg::ES256).unwrap();
         let iss = "https://issuer.test";
         let refresh = sign(&keys, TokenKind::Refresh, &claims(1000)).unwrap();
         assert!(verify(&keys, iss, &refresh, Some(TokenKind::Access), 1).is_err());

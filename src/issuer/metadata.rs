@@ -9,13 +9,13 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::client_auth::Clients;
 use crate::config::{Config, GrantType};
-use crate::keys::KeySet;
+use crate::signing::SigningKeys;
 
 const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
 
 /// The RFC 8414 document: every endpoint, grant, client authentication
 /// method and signing algorithm this issuer supports.
-pub fn document(config: &Config, keys: &KeySet, clients: &Clients) -> Value {
+pub fn document(config: &Config, keys: &SigningKeys, clients: &Clients) -> Value {
     let base = config.issuer.trim_end_matches('/');
     let mut scopes: Vec<&str> = clients
         .iter()

@@ -59,9 +59,9 @@ use tracing::Instrument;
 use crate::clock;
 use crate::config::{Config, UserConfig};
 use crate::denylist::Denylist;
-use crate::keys::KeySet;
 use crate::metrics::IssuerMetrics;
 use crate::rule::{RevokedBefore, RuleKey};
+use crate::signing::SigningKeys;
 use crate::store::memory::MemoryStore;
 use crate::store::{RevocationStore, StoreError};
 
@@ -110,7 +110,7 @@ pub struct App {
     /// The configuration it was built from.
     pub config: Config,
     /// Signing and verification keys.
-    pub keys: KeySet,
+    pub keys: SigningKeys,
     /// Where revocations are written.
     pub store: Arc<dyn RevocationStore>,
     /// The revocation check, the same one resource servers embed.
@@ -262,7 +262,7 @@ impl App {
 /// Why the app could not be built.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum SetupError {
+pub enum AppStateError {
     /// A client's secret hash is unusable.
     #[error(transparent)]
     Client(#[from] client_auth::BadSecretHash),
@@ -280,11 +280,11 @@ impl AppState {
     /// Builds the state from its parts.
     pub fn new(
         config: Config,
-        keys: KeySet,
+        keys: SigningKeys,
         store: Arc<dyn RevocationStore>,
         denylist: Denylist,
         registry: Registry,
-    ) -> Result<AppState, SetupError> {
+    ) -> Result<AppState, AppStateError> {
         let metrics = IssuerMetrics::register(&registry)?;
         let clients = Clients::new(&config, &metrics)?;
         let mut users = std::collections::HashMap::new();
@@ -294,7 +294,7 @@ impl AppState {
         } in &config.users
         {
             if argon2::PasswordHash::new(password_hash).is_err() {
-                return Err(SetupError::User(username.clone()));
+                return Err(AppStateError::User(username.clone()));
             }
             users.insert(username.clone(), Arc::<str>::from(password_hash.as_str()));
         }
@@ -334,7 +334,7 @@ impl AppState {
 
     /// The embedded default: an in-memory store feeding a fresh denylist,
     /// metrics on a fresh registry.
-    pub fn in_memory(config: Config, keys: KeySet) -> Result<AppState, SetupError> {
+    pub fn in_memory(config: Config, keys: SigningKeys) -> Result<AppState, AppStateError> {
         let denylist = Denylist::new();
         let store = Arc::new(MemoryStore::new(denylist.clone()));
         let registry = Registry::new();

@@ -57,7 +57,7 @@ mod tests {
     use crate::config::Config;
     use crate::issuer::client_auth::sha256_secret_hash;
     use crate::issuer::{AppState, router};
-    use crate::keys::{KeyAlg, KeySet};
+    use crate::signing::{SigningAlg, SigningKeys};
 
     #[test]
     fn the_raw_lines_are_the_constants() {
@@ -75,7 +75,7 @@ mod tests {
             sha256_secret_hash("secret")
         );
         let config = Config::from_toml(&toml).unwrap();
-        let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+        let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
         router(AppState::in_memory(config, keys).unwrap())
     }
 

@@ -1,7 +1,7 @@
 //! The issuer on Redis: many issuers share one Redis and see each other's
 //! revocations.
 //!
-//! Writes go through the store's scripts ([`RedisRevocationStore`]); a
+//! Writes go through the store's scripts ([`ReplicatedStore`]); a
 //! [`Subscriber`] follows every other issuer's changes into this issuer's
 //! denylist and, should Redis come back empty, re-writes the rules it holds
 //! (its denylist lists its rules); a sweeper drops expired rules from Redis.
@@ -12,13 +12,13 @@ use std::time::Duration;
 
 use prometheus::Registry;
 
-use super::{AppState, SetupError};
+use super::{AppState, AppStateError};
 use crate::clock;
 use crate::config::Config;
 use crate::denylist::Denylist;
-use crate::keys::KeySet;
 use crate::metrics::DenylistMetrics;
 use crate::rule::{Rule, RuleKey};
+use crate::signing::SigningKeys;
 use crate::store::redis::{Position, RedisStore, RedisStoreError, expire_forever};
 use crate::store::{RefreshUse, RevocationStore, StoreError, StoreFuture};
 use crate::subscriber::{Subscriber, SubscriberConfig};
@@ -38,7 +38,7 @@ pub enum ReplicationError {
     Store(#[from] RedisStoreError),
     /// The issuer itself could not be set up.
     #[error(transparent)]
-    Setup(#[from] SetupError),
+    Setup(#[from] AppStateError),
     /// Metrics could not be registered.
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -65,7 +65,7 @@ impl Drop for Replication {
 /// issued while it is down.
 pub fn on_redis(
     config: Config,
-    keys: KeySet,
+    keys: SigningKeys,
     staleness_bound: Duration,
 ) -> Result<(AppState, Replication), ReplicationError> {
     let topology = config.store.topology().ok_or(ReplicationError::NoRedis)?;
@@ -82,7 +82,7 @@ pub fn on_redis(
         },
         Some(metrics),
     );
-    let revocations = RedisRevocationStore::new(store.clone(), denylist.clone())
+    let revocations = ReplicatedStore::new(store.clone(), denylist.clone())
         .with_subscriber(subscriber.clone(), staleness_bound);
     let state = AppState::new(config, keys, Arc::new(revocations), denylist, registry)?;
     let sweeper = tokio::spawn(expire_forever(store, SWEEP_INTERVAL));
@@ -95,7 +95,7 @@ pub fn on_redis(
     ))
 }
 
-// === impl RedisRevocationStore ===
+// === impl ReplicatedStore ===
 
 /// The issuer's [`RevocationStore`] on Redis: every change goes through a
 /// script, and is answered only once the issuer's own subscriber applied its
@@ -109,16 +109,16 @@ pub fn on_redis(
 /// subscriber is attached, the denylist to have proved in sync within the
 /// staleness bound.
 #[derive(Clone, Debug)]
-pub struct RedisRevocationStore {
+pub struct ReplicatedStore {
     store: RedisStore,
     denylist: Denylist,
     subscriber: Option<(Subscriber, Duration)>,
 }
 
-impl RedisRevocationStore {
+impl ReplicatedStore {
     /// A store writing through `store` and applying to `denylist`.
-    pub fn new(store: RedisStore, denylist: Denylist) -> RedisRevocationStore {
-        RedisRevocationStore {
+    pub fn new(store: RedisStore, denylist: Denylist) -> ReplicatedStore {
+        ReplicatedStore {
             store,
             denylist,
             subscriber: None,
@@ -126,11 +126,7 @@ impl RedisRevocationStore {
     }
 
     /// Makes readiness also require `subscriber` fresh within `bound`.
-    pub fn with_subscriber(
-        mut self,
-        subscriber: Subscriber,
-        bound: Duration,
-    ) -> RedisRevocationStore {
+    pub fn with_subscriber(mut self, subscriber: Subscriber, bound: Duration) -> ReplicatedStore {
         self.subscriber = Some((subscriber, bound));
         self
     }
@@ -140,7 +136,7 @@ impl RedisRevocationStore {
 /// before it is answered 503 (the client's retry is harmless).
 const APPLY_BOUND: Duration = Duration::from_secs(2);
 
-impl RedisRevocationStore {
+impl ReplicatedStore {
     /// Waits for this issuer's subscriber to apply the event at `position`
     /// in the history it follows.
     async fn applied(&self, position: Position) -> Result<(), StoreError> {
@@ -159,7 +155,7 @@ impl RedisRevocationStore {
     }
 }
 
-impl RevocationStore for RedisRevocationStore {
+impl RevocationStore for ReplicatedStore {
     fn revoke(&self, rule: Rule) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             let (position, merged) = self

@@ -135,8 +135,8 @@ where
                                 future: service.call(request),
                             }
                         }
-                        (Outcome::Reject(rejection), _, _) => Kind::Reject {
-                            response: Some(shared.response(rejection)),
+                        (Outcome::Reject(refusal), _, _) => Kind::Reject {
+                            response: Some(shared.response(refusal)),
                         },
                         _ => Kind::Reject { response: None },
                     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tower::Layer;
 
-use super::{DEFAULT_STALENESS_BOUND, Freshness, Rejections, RequireToken, Shared, StalePolicy};
+use super::{Challenges, DEFAULT_STALENESS_BOUND, Freshness, RequireToken, Shared, StalePolicy};
 use crate::verify::Verifier;
 
 /// Applies [`RequireToken`] to a service.
@@ -110,7 +110,7 @@ impl RequireTokenLayer {
     fn shared(&self) -> Arc<Shared> {
         Arc::new(Shared {
             verifier: self.verifier.clone(),
-            rejections: Rejections::new(
+            challenges: Challenges::new(
                 &self.realm,
                 &self.required_scopes,
                 self.resource_metadata.as_deref(),

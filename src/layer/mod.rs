@@ -95,11 +95,11 @@ pub(crate) struct Shared {
     pub(crate) required_scopes: Vec<String>,
     pub(crate) freshness: Option<(Arc<dyn Freshness>, Duration)>,
     pub(crate) policy: StalePolicy,
-    pub(crate) rejections: Rejections,
+    pub(crate) challenges: Challenges,
 }
 
 /// The `WWW-Authenticate` values, built once.
-pub(crate) struct Rejections {
+pub(crate) struct Challenges {
     no_token: HeaderValue,
     invalid_request: HeaderValue,
     insufficient_scope: HeaderValue,
@@ -107,14 +107,14 @@ pub(crate) struct Rejections {
     realm: String,
 }
 
-impl Rejections {
+impl Challenges {
     /// The challenges for `realm`, the scopes the layer requires and, when
     /// given, the RFC 9728 metadata URL (`resource_metadata`).
     pub(crate) fn new(
         realm: &str,
         required_scopes: &[String],
         resource_metadata: Option<&str>,
-    ) -> Rejections {
+    ) -> Challenges {
         let mut realm = format!("realm=\"{}\"", quoted_safe(realm));
         if let Some(url) = resource_metadata {
             realm.push_str(&format!(", resource_metadata=\"{}\"", quoted_safe(url)));
@@ -127,7 +127,7 @@ impl Rejections {
         let value = |s: String| {
             HeaderValue::from_str(&s).unwrap_or_else(|_| HeaderValue::from_static("Bearer"))
         };
-        Rejections {
+        Challenges {
             no_token: value(format!("Bearer {realm}")),
             invalid_request: value(format!("Bearer {realm}, error=\"invalid_request\"")),
             insufficient_scope: value(format!(
@@ -160,12 +160,12 @@ pub(crate) enum Outcome {
     /// Serve it with these claims.
     Allow(Arc<Claims>),
     /// Answer this instead.
-    Reject(Rejection),
+    Reject(Refusal),
 }
 
 /// A refusal, turned into a response of the inner service's body type.
 #[derive(Debug)]
-pub(crate) enum Rejection {
+pub(crate) enum Refusal {
     NoToken,
     InvalidRequest,
     InvalidToken(VerifyError),
@@ -180,11 +180,11 @@ impl Shared {
             Ok(claims) => claims,
             Err(error) => {
                 tracing::debug!(%error, "bearer token refused");
-                return Outcome::Reject(Rejection::InvalidToken(error));
+                return Outcome::Reject(Refusal::InvalidToken(error));
             }
         };
         if !self.required_scopes.iter().all(|s| claims.has_scope(s)) {
-            return Outcome::Reject(Rejection::InsufficientScope);
+            return Outcome::Reject(Refusal::InsufficientScope);
         }
         if let Some((freshness, bound)) = &self.freshness {
             // Never synced: nothing is known of revocations, so every token
@@ -192,29 +192,29 @@ impl Shared {
             let stale = !freshness.has_synced()
                 || (self.policy == StalePolicy::FailClosed && freshness.staleness() > *bound);
             if stale {
-                return Outcome::Reject(Rejection::Stale);
+                return Outcome::Reject(Refusal::Stale);
             }
         }
         Outcome::Allow(claims)
     }
 
-    pub(crate) fn response<B: Default>(&self, rejection: Rejection) -> Response<B> {
+    pub(crate) fn response<B: Default>(&self, refusal: Refusal) -> Response<B> {
         let mut response = Response::new(B::default());
-        let (status, challenge) = match &rejection {
-            Rejection::NoToken => (StatusCode::UNAUTHORIZED, self.rejections.no_token.clone()),
-            Rejection::InvalidRequest => (
+        let (status, challenge) = match &refusal {
+            Refusal::NoToken => (StatusCode::UNAUTHORIZED, self.challenges.no_token.clone()),
+            Refusal::InvalidRequest => (
                 StatusCode::BAD_REQUEST,
-                self.rejections.invalid_request.clone(),
+                self.challenges.invalid_request.clone(),
             ),
-            Rejection::InvalidToken(error) => (
+            Refusal::InvalidToken(error) => (
                 StatusCode::UNAUTHORIZED,
-                self.rejections.invalid_token(error),
+                self.challenges.invalid_token(error),
             ),
-            Rejection::InsufficientScope => (
+            Refusal::InsufficientScope => (
                 StatusCode::FORBIDDEN,
-                self.rejections.insufficient_scope.clone(),
+                self.challenges.insufficient_scope.clone(),
             ),
-            Rejection::Stale => {
+            Refusal::Stale => {
                 *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
                 response
                     .headers_mut()
@@ -230,10 +230,10 @@ impl Shared {
 
 /// The bearer token of a request ([`jwt::bearer_token`]), as the layer
 /// answers its failures.
-fn bearer_token<B>(request: &Request<B>) -> Result<Option<&str>, Rejection> {
+fn bearer_token<B>(request: &Request<B>) -> Result<Option<&str>, Refusal> {
     jwt::bearer_token(request.headers()).map_err(|error| match error {
-        BearerError::Several => Rejection::InvalidRequest,
-        BearerError::Malformed => Rejection::InvalidToken(VerifyError::Malformed),
+        BearerError::Several => Refusal::InvalidRequest,
+        BearerError::Malformed => Refusal::InvalidToken(VerifyError::Malformed),
     })
 }
 
@@ -294,8 +294,8 @@ where
         let shared = &self.shared;
         let token = match bearer_token(&request) {
             Ok(Some(token)) => token,
-            Ok(None) => return ResponseFuture::reject(shared.response(Rejection::NoToken)),
-            Err(rejection) => return ResponseFuture::reject(shared.response(rejection)),
+            Ok(None) => return ResponseFuture::reject(shared.response(Refusal::NoToken)),
+            Err(refusal) => return ResponseFuture::reject(shared.response(refusal)),
         };
         let verified = shared.verifier.verify_at(token, clock::now_secs());
         if matches!(verified, Err(VerifyError::UnknownKid)) && shared.verifier.can_refetch() {
@@ -311,7 +311,7 @@ where
                 request.extensions_mut().insert(VerifiedToken(claims));
                 ResponseFuture::inner(self.inner.call(request))
             }
-            Outcome::Reject(rejection) => ResponseFuture::reject(shared.response(rejection)),
+            Outcome::Reject(refusal) => ResponseFuture::reject(shared.response(refusal)),
         }
     }
 }
@@ -343,13 +343,13 @@ mod tests {
         );
         assert!(matches!(
             bearer_token(&request(&["Bearer a", "Bearer b"])),
-            Err(Rejection::InvalidRequest)
+            Err(Refusal::InvalidRequest)
         ));
     }
 
     #[test]
     fn challenges_never_carry_unsafe_characters() {
-        let r = Rejections::new("a\"b\\c\nd", &["read".into(), "x\"y".into()], None);
+        let r = Challenges::new("a\"b\\c\nd", &["read".into(), "x\"y".into()], None);
         assert_eq!(r.no_token, "Bearer realm=\"abcd\"");
         assert_eq!(
             r.insufficient_scope,
@@ -360,7 +360,7 @@ mod tests {
     #[test]
     fn every_challenge_names_the_resource_metadata_when_configured() {
         let url = "https://api.test/.well-known/oauth-protected-resource";
-        let r = Rejections::new("api", &["read".into()], Some(url));
+        let r = Challenges::new("api", &["read".into()], Some(url));
         let named = format!("Bearer realm=\"api\", resource_metadata=\"{url}\"");
         assert_eq!(r.no_token, named.as_str());
         assert_eq!(

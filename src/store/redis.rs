@@ -86,7 +86,7 @@ impl From<redis::ParsingError> for RedisStoreError {
 
 /// The names of revokd's keys and channel under one prefix.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
+pub struct KeyNames {
     /// `{prefix}:rules`
     pub rules: String,
     /// `{prefix}:expiry`
@@ -103,11 +103,11 @@ pub struct Keys {
     pub channel: String,
 }
 
-impl Keys {
+impl KeyNames {
     /// The keys for `prefix` (`revokd` by default).
-    pub fn new(prefix: &str) -> Keys {
+    pub fn new(prefix: &str) -> KeyNames {
         let tag = format!("{{{prefix}}}");
-        Keys {
+        KeyNames {
             rules: format!("{tag}:rules"),
             expiry: format!("{tag}:expiry"),
             seq: format!("{tag}:seq"),
@@ -194,7 +194,7 @@ pub struct RedisStore {
     /// it; otherwise just `link`.
     change_links: std::sync::Arc<[Link]>,
     next_change: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    keys: std::sync::Arc<Keys>,
+    keys: std::sync::Arc<KeyNames>,
     scripts: std::sync::Arc<Scripts>,
     options: std::sync::Arc<StoreOptions>,
     topology: std::sync::Arc<Topology>,
@@ -229,7 +229,7 @@ impl RedisStore {
             link,
             change_links,
             next_change: std::sync::Arc::default(),
-            keys: std::sync::Arc::new(Keys::new(&options.prefix)),
+            keys: std::sync::Arc::new(KeyNames::new(&options.prefix)),
             scripts: std::sync::Arc::new(Scripts {
                 revoke: Script::new(&with_chain(include_str!("lua/revoke.lua"))),
                 remove: Script::new(&with_chain(include_str!("lua/remove.lua"))),
@@ -254,7 +254,7 @@ impl RedisStore {
     }
 
     /// The key names this store uses.
-    pub fn keys(&self) -> &Keys {
+    pub fn key_names(&self) -> &KeyNames {
         &self.keys
     }
 

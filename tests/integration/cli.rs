@@ -4,7 +4,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use revokd::config::Config;
-use revokd::keys::{KeyAlg, SigningKey};
+use revokd::signing::{SigningAlg, SigningKey};
 use serde_json::Value;
 
 use crate::config::{Client, ConfigFile};
@@ -87,9 +87,9 @@ fn dev_mode_refuses_a_public_address() {
 #[test]
 fn keygen_prints_a_loadable_pkcs8_key_for_each_alg() {
     for (arg, alg) in [
-        ("EdDSA", KeyAlg::EdDSA),
-        ("ES256", KeyAlg::ES256),
-        ("RS256", KeyAlg::RS256),
+        ("EdDSA", SigningAlg::EdDSA),
+        ("ES256", SigningAlg::ES256),
+        ("RS256", SigningAlg::RS256),
     ] {
         let out = Command::new(BIN)
             .args(["keygen", "--alg", arg])
@@ -104,7 +104,7 @@ fn keygen_prints_a_loadable_pkcs8_key_for_each_alg() {
     let pem = String::from_utf8(out.stdout).unwrap();
     assert_eq!(
         SigningKey::from_pem("k", &pem).unwrap().alg(),
-        KeyAlg::EdDSA
+        SigningAlg::EdDSA
     );
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use revokd::keys::{KeyAlg, KeySet};
+use revokd::signing::{SigningAlg, SigningKeys};
 use serde_json::Value;
 
 use crate::redis_server::RedisServer;
@@ -62,7 +62,7 @@ async fn assert_revoked_everywhere(issuers: [&Server; 2], api: &str, token: &str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_restarted_from_an_older_rdb_keeps_every_answered_revocation() {
     let mut redis = RedisServer::start_persistent();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis_discoverable(keys.clone(), &redis.url()).await;
     let (b, _rb) = start_on_redis(&a.base, keys, &redis.url()).await;
     let (_api_process, api) = start_resource_server(&a.base, &redis.url(), &[]);
@@ -171,7 +171,7 @@ async fn redis_restarted_from_an_older_rdb_keeps_every_answered_revocation() {
 #[tokio::test]
 async fn a_refresh_retried_after_redis_paused_keeps_the_session() {
     let redis = RedisServer::start();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis("http://revokd.test", keys, &redis.url()).await;
     let (access, refresh) = a.login(WEB).await;
 

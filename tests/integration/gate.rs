@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::any;
-use revokd::keys::{KeyAlg, KeySet};
+use revokd::signing::{SigningAlg, SigningKeys};
 use serde_json::{Value, json};
 
 use crate::loopback::{self, ServerTask};
@@ -159,7 +159,7 @@ fn nginx_binary() -> String {
 struct World {
     _redis: RedisServer,
     issuer: Server,
-    keys: KeySet,
+    keys: SigningKeys,
     upstream: Upstream,
     gate: Option<Process>,
     gate_base: String,
@@ -169,7 +169,7 @@ struct World {
 
 async fn world() -> World {
     let redis = RedisServer::start();
-    let keys = key_set(KeyAlg::EdDSA, "gate-k1");
+    let keys = key_set(SigningAlg::EdDSA, "gate-k1");
     let (issuer, replication) = start_on_redis_discoverable(keys.clone(), &redis.url()).await;
     let upstream = upstream().await;
     let (gate, gate_base) = gate(&issuer, &redis).await;

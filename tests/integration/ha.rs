@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use revokd::config::StoreConfig;
-use revokd::keys::{KeyAlg, KeySet};
+use revokd::signing::{SigningAlg, SigningKeys};
 
 use crate::cluster::ClusterSet;
 use crate::process::{signal, try_signal};
@@ -250,7 +250,7 @@ async fn revoke_while(
 /// revocation reaches the resource server within 1 s.
 async fn failover_keeps_every_answered_revocation(mut topology: impl Topology) {
     let label = topology.label();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     // The resource server discovers the issuer: a key server stands for the
     // deployment (its URL is the `iss` of both issuers' tokens).
     let keyserver = KeyServer::start(&keys).await;
@@ -392,7 +392,9 @@ async fn failover_keeps_every_answered_revocation(mut topology: impl Topology) {
         );
     }
 
-    // A new revocation once things settled reaches the resource server fast.
+    // A new revocation once things settled (B ready again: its denylist
+    // followed the new master) reaches the resource server fast.
+    eventually_ready(&b.http, &b.base).await;
     let (fresh, _) = a.login(WEB).await;
     assert_eq!(api.call(&fresh).await, 200);
     assert_eq!(
@@ -446,7 +448,7 @@ async fn min_replicas_to_write_without_its_replica_answers_503_never_200() {
     let mut set = tokio::task::spawn_blocking(|| SentinelSet::start(1, 1, 1000))
         .await
         .unwrap();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_store(ISSUER, keys, |store| {
         store.sentinels = set.sentinel_urls();
         store.sentinel_master = Some(set.name().to_owned());
@@ -507,7 +509,7 @@ async fn replica_acks_answers_200_only_once_a_replica_has_the_revocation() {
     let set = tokio::task::spawn_blocking(|| SentinelSet::start(1, 1, 1000))
         .await
         .unwrap();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_store(ISSUER, keys, |store| {
         store.sentinels = set.sentinel_urls();
         store.sentinel_master = Some(set.name().to_owned());

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use revokd::config::Config;
-use revokd::keys::{KeyAlg, KeySet};
+use revokd::signing::{SigningAlg, SigningKeys};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -17,7 +17,7 @@ use crate::limits::{SLOWHASH, add_slowhash, read_response};
 use crate::support::{ARGON, MACHINE, Server, start_with};
 
 async fn start(tweak: impl FnOnce(&mut Config)) -> Server {
-    start_with(KeySet::ephemeral(KeyAlg::EdDSA).unwrap(), tweak).await
+    start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), tweak).await
 }
 
 fn addr(server: &Server) -> SocketAddr {

@@ -2,7 +2,7 @@
 
 use crate::support::{self, ADMIN, WEB, assemble, decode_parts, key_set};
 use revokd::issuer::jwt::{self, Claims, TokenKind};
-use revokd::keys::KeyAlg;
+use revokd::signing::SigningAlg;
 use serde_json::{Value, json};
 
 #[tokio::test]
@@ -98,11 +98,11 @@ async fn an_unknown_kid_or_a_foreign_key_is_inactive() {
     let access = server.cc_token(WEB).await;
     let (_, claims) = decode_parts(&access);
     let claims: Claims = serde_json::from_value(claims).unwrap();
-    let stranger = key_set(KeyAlg::EdDSA, "stranger");
+    let stranger = key_set(SigningAlg::EdDSA, "stranger");
     let token = jwt::sign(&stranger, TokenKind::Access, &claims).unwrap();
     assert!(!server.active(&token).await);
     // Our kid, someone else's key.
-    let impostor = key_set(KeyAlg::EdDSA, server.state.keys.active().kid());
+    let impostor = key_set(SigningAlg::EdDSA, server.state.keys.active().kid());
     let token = jwt::sign(&impostor, TokenKind::Access, &claims).unwrap();
     assert!(!server.active(&token).await);
 }

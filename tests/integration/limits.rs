@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use revokd::keys::{KeyAlg, KeySet};
+use revokd::signing::{SigningAlg, SigningKeys};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,7 +16,7 @@ use crate::support::{MACHINE, OTHER, Server, WEB, start_with};
 /// one every twenty seconds (slow enough that a stalled test machine does
 /// not refill a bucket mid-test).
 async fn strict(burst: u32) -> Server {
-    start_with(KeySet::ephemeral(KeyAlg::EdDSA).unwrap(), |c| {
+    start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), |c| {
         c.limits.rate_per_second = 0.05;
         c.limits.burst = burst;
     })
@@ -227,7 +227,7 @@ pub fn add_slowhash(config: &mut revokd::config::Config) {
 
 #[tokio::test]
 async fn requests_past_max_concurrent_are_shed_with_503_but_probes_are_not() {
-    let server = start_with(KeySet::ephemeral(KeyAlg::EdDSA).unwrap(), |c| {
+    let server = start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), |c| {
         c.limits.max_concurrent_requests = 1;
         add_slowhash(c);
     })
@@ -266,7 +266,7 @@ async fn requests_past_max_concurrent_are_shed_with_503_but_probes_are_not() {
 
 #[tokio::test]
 async fn a_request_past_the_timeout_is_answered_503_json() {
-    let server = start_with(KeySet::ephemeral(KeyAlg::EdDSA).unwrap(), |c| {
+    let server = start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), |c| {
         c.limits.request_timeout = Duration::from_millis(300);
     })
     .await;

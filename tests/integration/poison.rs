@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use revokd::keys::{KeyAlg, KeySet};
+use revokd::signing::{SigningAlg, SigningKeys};
 use serde_json::{Value, json};
 
 use crate::config::ConfigFile;
@@ -21,7 +21,7 @@ async fn admin_post(server: &Server, token: &str, body: Value) -> reqwest::Respo
 #[tokio::test]
 async fn numbers_the_rule_set_cannot_hold_are_refused_and_nothing_is_stored() {
     let redis = RedisServer::start();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis(ISSUER, keys.clone(), &redis.url()).await;
     a.wait_ready().await;
     let admin = a.admin_token().await;
@@ -68,7 +68,7 @@ async fn an_issuer_that_never_synced_answers_introspection_and_refresh_503() {
     let mut redis = RedisServer::start();
     let port = redis.port();
     redis.kill();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis(ISSUER, keys, &format!("redis://127.0.0.1:{port}")).await;
     // Tokens are still issued (no Redis needed for that)...
     let (access, refresh) = a.login(WEB).await;
@@ -154,7 +154,7 @@ async fn a_rule_that_would_lock_out_every_admin_is_refused() {
 
 #[tokio::test]
 async fn a_refresh_keeps_only_what_the_client_and_user_still_have() {
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let first = support::start_with(keys.clone(), |_| {}).await;
     let body = first
         .token_ok(
@@ -204,7 +204,7 @@ async fn a_refresh_keeps_only_what_the_client_and_user_still_have() {
 #[tokio::test]
 async fn the_break_glass_deletes_a_rule_straight_from_redis() {
     let redis = RedisServer::start();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis(ISSUER, keys, &redis.url()).await;
     a.wait_ready().await;
     let admin = a.admin_token().await;
@@ -264,7 +264,7 @@ async fn the_break_glass_deletes_a_rule_straight_from_redis() {
 #[tokio::test]
 async fn a_rotated_refresh_token_stays_spent_after_redis_loses_its_data() {
     let mut redis = RedisServer::start();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis(ISSUER, keys, &redis.url()).await;
     a.wait_ready().await;
     let (_, refresh) = a.login(WEB).await;

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use revokd::keys::{KeyAlg, KeySet};
+use revokd::signing::{SigningAlg, SigningKeys};
 use serde_json::Value;
 
 use crate::config::{Client, ConfigFile};
@@ -31,7 +31,7 @@ async fn eventually_inactive(server: &Server, token: &str) {
 #[tokio::test]
 async fn a_revocation_at_one_issuer_is_enforced_at_the_other() {
     let redis = RedisServer::start();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis(ISSUER, keys.clone(), &redis.url()).await;
     let (b, _rb) = start_on_redis(ISSUER, keys, &redis.url()).await;
 
@@ -52,7 +52,7 @@ async fn a_revocation_at_one_issuer_is_enforced_at_the_other() {
 #[tokio::test]
 async fn a_refresh_token_replayed_at_another_issuer_is_reuse() {
     let redis = RedisServer::start();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis(ISSUER, keys.clone(), &redis.url()).await;
     let (b, _rb) = start_on_redis(ISSUER, keys, &redis.url()).await;
     // A refresh waits for an issuer's first sync (503 before it).
@@ -77,7 +77,7 @@ async fn a_refresh_token_replayed_at_another_issuer_is_reuse() {
 #[tokio::test]
 async fn without_redis_revocation_is_503_while_tokens_are_still_issued() {
     let mut redis = RedisServer::start();
-    let keys = KeySet::ephemeral(KeyAlg::EdDSA).unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
     let (a, _ra) = start_on_redis(ISSUER, keys, &redis.url()).await;
     let token = a.cc_token(WEB).await;
     // Never ready would be wrong: redis is up.
@@ -133,7 +133,7 @@ async fn both_stores_export_the_denylist_metrics() {
     let redis = RedisServer::start();
     let (replica, replication) = start_on_redis(
         ISSUER,
-        KeySet::ephemeral(KeyAlg::EdDSA).unwrap(),
+        SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(),
         &redis.url(),
     )
     .await;

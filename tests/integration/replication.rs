@@ -375,7 +375,7 @@ async fn a_subscriber_dropped_for_falling_behind_resyncs_and_heals() {
         .unwrap()
         .get_connection()
         .unwrap();
-    let keys = revokd::store::redis::Keys::new("revokd");
+    let keys = revokd::store::redis::KeyNames::new("revokd");
     let mut pipe = redis::pipe();
     let padding = "x".repeat(200);
     for i in 0..BURST {

@@ -2,7 +2,7 @@
 
 use crate::support::{self, OTHER, WEB, decode_parts, key_set};
 use revokd::issuer::jwt::{self, Audience, Claims, TokenKind};
-use revokd::keys::KeyAlg;
+use revokd::signing::SigningAlg;
 use serde_json::Value;
 
 #[tokio::test]
@@ -178,7 +178,7 @@ async fn unknown_malformed_expired_and_foreign_tokens_answer_200_and_list_nothin
     )
     .unwrap();
     let foreign_key = jwt::sign(
-        &key_set(KeyAlg::EdDSA, server.state.keys.active().kid()),
+        &key_set(SigningAlg::EdDSA, server.state.keys.active().kid()),
         TokenKind::Access,
         &claims(&server.base, now + 100),
     )
@@ -242,7 +242,7 @@ async fn the_short_revoke_path_works_too() {
 async fn the_cascade_is_configurable() {
     use revokd::config::Cascade;
     let server = support::start_with(
-        revokd::keys::KeySet::ephemeral(KeyAlg::EdDSA).unwrap(),
+        revokd::signing::SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(),
         |c| {
             c.revocation.access_token = Cascade::Session;
             c.revocation.refresh_token = Cascade::Token;

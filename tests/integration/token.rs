@@ -215,7 +215,7 @@ async fn argon2_runs<T>(server: &support::Server, work: impl Future<Output = T>)
 
 #[tokio::test]
 async fn argon2_client_secrets_verify_and_repeat_from_the_cache() {
-    let keys = revokd::keys::KeySet::ephemeral(revokd::keys::KeyAlg::EdDSA).unwrap();
+    let keys = revokd::signing::SigningKeys::ephemeral(revokd::signing::SigningAlg::EdDSA).unwrap();
     let server = support::start_with(keys, |c| {
         // Slow enough to be seen running (8 MiB, one pass).
         let argon = c.clients.iter_mut().find(|c| c.id == ARGON.0).unwrap();

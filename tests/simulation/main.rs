@@ -11,7 +11,7 @@
 //! - `SIM_SEED=s` runs exactly schedule `s` (a failure prints its trace);
 //! - `SIM_SUMMARY=1` prints one line per failed seed.
 //!
-//! An issuer's write is `RedisRevocationStore`'s: the script, and nothing
+//! An issuer's write is `ReplicatedStore`'s: the script, and nothing
 //! applied to its own denylist; the caller's answer waits for the issuer's
 //! own follower. It is acknowledged (200) once that follower's last applied
 //! seq reached the seq the script returned and, for a revocation, the

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::get;
-use revokd::keys::KeyAlg;
 use revokd::layer::VerifiedToken;
 use revokd::resource_server::ResourceServer;
+use revokd::signing::SigningAlg;
 use serde_json::Value;
 
 use super::AUDIENCE;
@@ -21,7 +21,7 @@ async fn ten_lines_protect_an_app_and_a_revocation_is_a_401_at_once()
 -> Result<(), Box<dyn std::error::Error>> {
     let redis = RedisServer::start();
     let (issuer, _replication) =
-        start_on_redis_discoverable(key_set(KeyAlg::EdDSA, "k1"), &redis.url()).await;
+        start_on_redis_discoverable(key_set(SigningAlg::EdDSA, "k1"), &redis.url()).await;
     let (listener, base) = loopback::listener().await;
 
     // The embedding, as a user writes it: ten lines.
@@ -74,7 +74,7 @@ async fn ten_lines_protect_an_app_and_a_revocation_is_a_401_at_once()
 async fn a_named_resource_serves_its_metadata_and_challenges_name_it() {
     let redis = RedisServer::start();
     let (issuer, _replication) =
-        start_on_redis_discoverable(key_set(KeyAlg::EdDSA, "k1"), &redis.url()).await;
+        start_on_redis_discoverable(key_set(SigningAlg::EdDSA, "k1"), &redis.url()).await;
     let (listener, base) = loopback::listener().await;
     let server = ResourceServer::builder()
         .issuer(issuer.base.clone())

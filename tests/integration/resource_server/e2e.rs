@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use revokd::keys::{KeyAlg, SigningKey, generate_pem};
+use revokd::signing::{SigningAlg, SigningKey, generate_pem};
 use serde_json::{Value, json};
 
 use super::{claims, now, sign_with};
@@ -123,7 +123,7 @@ async fn start_issuer(redis: &str) -> Issuer {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let dir = TempDir::new(&format!("e2e-{port}"));
-    let pem = generate_pem(KeyAlg::EdDSA).unwrap();
+    let pem = generate_pem(SigningAlg::EdDSA).unwrap();
     let key_file = dir.join("key.pem");
     std::fs::write(&key_file, &pem).unwrap();
     let config_file = ConfigFile::new()

@@ -5,8 +5,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use revokd::keys::{KeyAlg, KeySet};
 use revokd::layer::{Freshness, RequireTokenLayer, StalePolicy, VerifiedToken};
+use revokd::signing::{SigningAlg, SigningKeys};
 use revokd::verify::{Verifier, VerifierConfig};
 use serde_json::{Value, json};
 
@@ -229,17 +229,17 @@ async fn a_stale_denylist_fails_closed_only_when_asked_to_and_a_never_synced_one
 
 #[tokio::test]
 async fn a_rotated_key_is_fetched_while_the_request_waits() {
-    let old = KeySet::new(vec![key(KeyAlg::EdDSA, "old")]).unwrap();
+    let old = SigningKeys::new(vec![key(SigningAlg::EdDSA, "old")]).unwrap();
     let server = KeyServer::start(&old).await;
     let mut config = VerifierConfig::new(server.base.clone(), AUDIENCE);
     config.refetch_interval = Duration::ZERO;
     let verifier = Verifier::discover(config, None).await.unwrap();
     let api = serve(RequireTokenLayer::new(verifier)).await;
 
-    let new = key(KeyAlg::RS256, "new");
+    let new = key(SigningAlg::RS256, "new");
     let token = sign_with(&new, Some("at+jwt"), Some("new"), &claims(&server.base));
     assert_eq!(api.bearer("/api/resource", &token).await.status(), 401);
-    server.set_keys(&KeySet::new(vec![new]).unwrap());
+    server.set_keys(&SigningKeys::new(vec![new]).unwrap());
     assert_eq!(api.bearer("/api/resource", &token).await.status(), 200);
     assert_eq!(server.fetches(), 3);
 }

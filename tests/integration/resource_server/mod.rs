@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
-use revokd::keys::{KeyAlg, KeySet, SigningKey, generate_pem};
+use revokd::signing::{SigningAlg, SigningKey, SigningKeys, generate_pem};
 use revokd::verify::{Verifier, VerifierConfig};
 use serde_json::{Value, json};
 
@@ -63,7 +63,7 @@ pub fn sign_with(key: &SigningKey, typ: Option<&str>, kid: Option<&str>, claims:
 }
 
 /// Signs an access token the way the issuer does with its active key.
-pub fn sign_access(keys: &KeySet, claims: &Value) -> String {
+pub fn sign_access(keys: &SigningKeys, claims: &Value) -> String {
     let key = keys.active();
     sign_with(key, Some("at+jwt"), Some(key.kid()), claims)
 }
@@ -83,7 +83,7 @@ struct KeyServerState {
 }
 
 impl KeyServer {
-    pub async fn start(keys: &KeySet) -> KeyServer {
+    pub async fn start(keys: &SigningKeys) -> KeyServer {
         let (listener, base) = loopback::listener().await;
         let state = Arc::new(KeyServerState {
             base: base.clone(),
@@ -117,7 +117,7 @@ impl KeyServer {
     }
 
     /// Publishes another JWK set.
-    pub fn set_keys(&self, keys: &KeySet) {
+    pub fn set_keys(&self, keys: &SigningKeys) {
         *self.state.jwks.lock().unwrap() = keys.jwks_json().to_owned();
     }
 
@@ -128,6 +128,6 @@ impl KeyServer {
 }
 
 /// One signing key of `alg` named `kid`.
-pub fn key(alg: KeyAlg, kid: &str) -> SigningKey {
+pub fn key(alg: SigningAlg, kid: &str) -> SigningKey {
     SigningKey::from_pem(kid, &generate_pem(alg).unwrap()).unwrap()
 }

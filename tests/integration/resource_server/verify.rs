@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use revokd::keys::{KeyAlg, KeySet};
 use revokd::rule::KeyKind;
+use revokd::signing::{SigningAlg, SigningKeys};
 use revokd::verify::{DiscoveryError, Verifier, VerifierConfig, VerifyError};
 use serde_json::json;
 
@@ -29,7 +29,7 @@ async fn a_real_access_token_verifies_and_carries_its_claims() {
 
 #[tokio::test]
 async fn every_supported_algorithm_verifies() {
-    for alg in [KeyAlg::EdDSA, KeyAlg::ES256, KeyAlg::RS256] {
+    for alg in [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256] {
         let issuer = support::start_with(support::key_set(alg, "k"), |_| {}).await;
         let verifier = verifier_for(&issuer).await;
         let token = issuer.cc_token(WEB).await;
@@ -194,7 +194,7 @@ async fn claims_rules_iss_aud_exp_nbf_and_required_claims() {
         Err(VerifyError::InvalidClaims)
     );
     // Signed by a key the issuer does not publish, under its kid.
-    let stranger = key(KeyAlg::EdDSA, keys.active().kid());
+    let stranger = key(SigningAlg::EdDSA, keys.active().kid());
     let forged = sign_with(
         &stranger,
         Some("at+jwt"),
@@ -246,9 +246,9 @@ async fn an_expired_token_is_not_served_from_the_cache() {
 
 #[tokio::test]
 async fn unknown_kids_refetch_the_keys_at_most_once_per_interval() {
-    let k1 = key(KeyAlg::EdDSA, "k1");
-    let k2 = key(KeyAlg::ES256, "k2");
-    let first = KeySet::new(vec![k1]).unwrap();
+    let k1 = key(SigningAlg::EdDSA, "k1");
+    let k2 = key(SigningAlg::ES256, "k2");
+    let first = SigningKeys::new(vec![k1]).unwrap();
     let server = KeyServer::start(&first).await;
     let mut config = VerifierConfig::new(server.base.clone(), AUDIENCE);
     config.refetch_interval = Duration::from_millis(500);
@@ -271,7 +271,7 @@ async fn unknown_kids_refetch_the_keys_at_most_once_per_interval() {
     assert_eq!(server.fetches(), 2);
 
     // The issuer rotates in k2; after the interval its tokens verify.
-    server.set_keys(&KeySet::new(vec![key(KeyAlg::EdDSA, "k1"), k2]).unwrap());
+    server.set_keys(&SigningKeys::new(vec![key(SigningAlg::EdDSA, "k1"), k2]).unwrap());
     tokio::time::sleep(Duration::from_millis(600)).await;
     let rotated = verifier.verify(&by_k2).await;
     assert!(rotated.is_ok(), "{rotated:?}");
@@ -301,11 +301,12 @@ async fn discovery_checks_the_issuer_and_static_keys_work() {
 
 #[tokio::test]
 async fn a_withdrawn_key_stops_its_cached_tokens() {
-    let a = key(KeyAlg::EdDSA, "a");
-    let server = KeyServer::start(&KeySet::new(vec![key(KeyAlg::EdDSA, "x")]).unwrap()).await;
+    let a = key(SigningAlg::EdDSA, "a");
+    let server =
+        KeyServer::start(&SigningKeys::new(vec![key(SigningAlg::EdDSA, "x")]).unwrap()).await;
     let body = claims(&server.base);
     let by_a = sign_with(&a, Some("at+jwt"), Some("a"), &body);
-    server.set_keys(&KeySet::new(vec![a]).unwrap());
+    server.set_keys(&SigningKeys::new(vec![a]).unwrap());
     let mut config = VerifierConfig::new(server.base.clone(), AUDIENCE);
     config.refetch_interval = Duration::ZERO;
     let verifier = Verifier::discover(config, None).await.unwrap();
@@ -314,9 +315,9 @@ async fn a_withdrawn_key_stops_its_cached_tokens() {
 
     // The issuer withdraws `a` and publishes `b`; a token by `b` makes the
     // verifier refetch, which drops `a` and every token it had cached.
-    let b = key(KeyAlg::EdDSA, "b");
+    let b = key(SigningAlg::EdDSA, "b");
     let by_b = sign_with(&b, Some("at+jwt"), Some("b"), &body);
-    server.set_keys(&KeySet::new(vec![b]).unwrap());
+    server.set_keys(&SigningKeys::new(vec![b]).unwrap());
     assert!(verifier.verify(&by_b).await.is_ok());
     assert_eq!(verifier.verify(&by_a).await, Err(VerifyError::UnknownKid));
 }

@@ -7,7 +7,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use revokd::config::Config;
 use revokd::issuer::{self, AppState};
-use revokd::keys::{KeyAlg, KeySet, SigningKey, generate_pem};
+use revokd::signing::{SigningAlg, SigningKey, SigningKeys, generate_pem};
 use serde_json::Value;
 
 use crate::config::{Client, ConfigFile};
@@ -88,11 +88,11 @@ pub struct Server {
 
 /// Starts an issuer with one EdDSA key.
 pub async fn start() -> Server {
-    start_with(KeySet::ephemeral(KeyAlg::EdDSA).unwrap(), |_| {}).await
+    start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), |_| {}).await
 }
 
 /// Starts an issuer with `keys` and a tweak of the test configuration.
-pub async fn start_with(keys: KeySet, tweak: impl FnOnce(&mut Config)) -> Server {
+pub async fn start_with(keys: SigningKeys, tweak: impl FnOnce(&mut Config)) -> Server {
     let (listener, base) = loopback::listener().await;
     let mut config = config(&base);
     tweak(&mut config);
@@ -103,7 +103,7 @@ pub async fn start_with(keys: KeySet, tweak: impl FnOnce(&mut Config)) -> Server
 /// of one deployment share `issuer` (the `iss` of their tokens) and `keys`.
 pub async fn start_on_redis(
     issuer: &str,
-    keys: KeySet,
+    keys: SigningKeys,
     redis_url: &str,
 ) -> (Server, issuer::replicated::Replication) {
     start_on_store(issuer, keys, |store| {
@@ -115,7 +115,7 @@ pub async fn start_on_redis(
 /// Starts an issuer replicating through the Redis at `redis_url` whose `iss`
 /// is its own address, so a resource server can discover its keys.
 pub async fn start_on_redis_discoverable(
-    keys: KeySet,
+    keys: SigningKeys,
     redis_url: &str,
 ) -> (Server, issuer::replicated::Replication) {
     let (listener, base) = loopback::listener().await;
@@ -132,7 +132,7 @@ pub async fn start_on_redis_discoverable(
 /// `cluster`, `replica_acks`, …).
 pub async fn start_on_store(
     issuer: &str,
-    keys: KeySet,
+    keys: SigningKeys,
     store: impl FnOnce(&mut revokd::config::StoreConfig),
 ) -> (Server, issuer::replicated::Replication) {
     let (listener, _) = loopback::listener().await;
@@ -175,8 +175,8 @@ fn serve(listener: tokio::net::TcpListener, state: AppState) -> Server {
 }
 
 /// A key set of one freshly generated key.
-pub fn key_set(alg: KeyAlg, kid: &str) -> KeySet {
-    KeySet::new(vec![
+pub fn key_set(alg: SigningAlg, kid: &str) -> SigningKeys {
+    SigningKeys::new(vec![
         SigningKey::from_pem(kid, &generate_pem(alg).unwrap()).unwrap(),
     ])
     .unwrap()

@@ -2,7 +2,7 @@
 
 use crate::support::{self, WEB, decode_parts};
 use revokd::issuer::jwt::{self, Claims, TokenKind};
-use revokd::keys::{KeyAlg, KeySet, SigningKey, generate_pem};
+use revokd::signing::{SigningAlg, SigningKey, SigningKeys, generate_pem};
 use serde_json::Value;
 
 #[tokio::test]
@@ -51,10 +51,11 @@ async fn metadata_lists_every_endpoint_grant_method_and_alg() {
 
 #[tokio::test]
 async fn jwks_publishes_active_and_retiring_keys_and_both_verify() {
-    let active = SigningKey::from_pem("new", &generate_pem(KeyAlg::EdDSA).unwrap()).unwrap();
-    let retiring_pem = generate_pem(KeyAlg::ES256).unwrap();
+    let active = SigningKey::from_pem("new", &generate_pem(SigningAlg::EdDSA).unwrap()).unwrap();
+    let retiring_pem = generate_pem(SigningAlg::ES256).unwrap();
     let retiring = SigningKey::from_pem("old", &retiring_pem).unwrap();
-    let server = support::start_with(KeySet::new(vec![active, retiring]).unwrap(), |_| {}).await;
+    let server =
+        support::start_with(SigningKeys::new(vec![active, retiring]).unwrap(), |_| {}).await;
     let jwks: Value = server
         .http
         .get(format!("{}/.well-known/jwks.json", server.base))
@@ -82,13 +83,14 @@ async fn jwks_publishes_active_and_retiring_keys_and_both_verify() {
     assert_eq!(decode_parts(&access).0["kid"], "new");
     let (_, claims) = decode_parts(&access);
     let claims: Claims = serde_json::from_value(claims).unwrap();
-    let old_only = KeySet::new(vec![SigningKey::from_pem("old", &retiring_pem).unwrap()]).unwrap();
+    let old_only =
+        SigningKeys::new(vec![SigningKey::from_pem("old", &retiring_pem).unwrap()]).unwrap();
     let in_flight = jwt::sign(&old_only, TokenKind::Access, &claims).unwrap();
     assert_eq!(decode_parts(&in_flight).0["alg"], "ES256");
     assert!(server.active(&in_flight).await);
 }
 
-async fn round_trip(alg: KeyAlg) {
+async fn round_trip(alg: SigningAlg) {
     let server = support::start_with(support::key_set(alg, "k"), |_| {}).await;
     let (access, refresh) = server.login(WEB).await;
     assert_eq!(decode_parts(&access).0["alg"], alg.as_str());
@@ -100,10 +102,10 @@ async fn round_trip(alg: KeyAlg) {
 
 #[tokio::test]
 async fn es256_keys_work() {
-    round_trip(KeyAlg::ES256).await;
+    round_trip(SigningAlg::ES256).await;
 }
 
 #[tokio::test]
 async fn rs256_keys_work() {
-    round_trip(KeyAlg::RS256).await;
+    round_trip(SigningAlg::RS256).await;
 }

@@ -28,7 +28,7 @@ use crate::jwt::{self, Audience, Claims, Expected, TokenKind, VerifyingKey};
 
 /// The algorithms a signing key can have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlg {
+pub enum SigningAlg {
     /// Ed25519 (the default).
     EdDSA,
     /// ECDSA on P-256 with SHA-256.
@@ -37,40 +37,40 @@ pub enum KeyAlg {
     RS256,
 }
 
-impl KeyAlg {
+impl SigningAlg {
     /// The JOSE name.
     pub fn as_str(self) -> &'static str {
         match self {
-            KeyAlg::EdDSA => "EdDSA",
-            KeyAlg::ES256 => "ES256",
-            KeyAlg::RS256 => "RS256",
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::RS256 => "RS256",
         }
     }
 
     fn jwt(self) -> Algorithm {
         match self {
-            KeyAlg::EdDSA => Algorithm::EdDSA,
-            KeyAlg::ES256 => Algorithm::ES256,
-            KeyAlg::RS256 => Algorithm::RS256,
+            SigningAlg::EdDSA => Algorithm::EdDSA,
+            SigningAlg::ES256 => Algorithm::ES256,
+            SigningAlg::RS256 => Algorithm::RS256,
         }
     }
 }
 
-impl fmt::Display for KeyAlg {
+impl fmt::Display for SigningAlg {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
-impl FromStr for KeyAlg {
-    type Err = KeyError;
+impl FromStr for SigningAlg {
+    type Err = SigningKeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "EdDSA" | "eddsa" | "Ed25519" | "ed25519" => Ok(KeyAlg::EdDSA),
-            "ES256" | "es256" => Ok(KeyAlg::ES256),
-            "RS256" | "rs256" => Ok(KeyAlg::RS256),
-            _ => Err(KeyError::UnknownAlg),
+            "EdDSA" | "eddsa" | "Ed25519" | "ed25519" => Ok(SigningAlg::EdDSA),
+            "ES256" | "es256" => Ok(SigningAlg::ES256),
+            "RS256" | "rs256" => Ok(SigningAlg::RS256),
+            _ => Err(SigningKeyError::UnknownAlg),
         }
     }
 }
@@ -78,7 +78,7 @@ impl FromStr for KeyAlg {
 /// Why a key could not be loaded or made.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum KeyError {
+pub enum SigningKeyError {
     /// The file could not be read.
     #[error("signing key {kid:?}: cannot read {path}: {source}")]
     Io {
@@ -122,7 +122,7 @@ pub struct SignError(#[source] jsonwebtoken::errors::Error);
 /// One signing key with everything derived from it once.
 pub struct SigningKey {
     kid: String,
-    alg: KeyAlg,
+    alg: SigningAlg,
     encoding: EncodingKey,
     verifying: VerifyingKey,
     jwk: serde_json::Value,
@@ -142,22 +142,27 @@ impl fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Loads a PKCS#8 PEM private key; the algorithm follows the key.
-    pub fn from_pem(kid: &str, pem: &str) -> Result<SigningKey, KeyError> {
-        let der = pem_to_der(pem).ok_or_else(|| KeyError::Pem(kid.to_owned()))?;
+    pub fn from_pem(kid: &str, pem: &str) -> Result<SigningKey, SigningKeyError> {
+        let der = pem_to_der(pem).ok_or_else(|| SigningKeyError::Pem(kid.to_owned()))?;
         SigningKey::from_pkcs8(kid, &der)
     }
 
     /// Loads a PKCS#8 DER private key; the algorithm follows the key.
-    pub fn from_pkcs8(kid: &str, der: &[u8]) -> Result<SigningKey, KeyError> {
+    pub fn from_pkcs8(kid: &str, der: &[u8]) -> Result<SigningKey, SigningKeyError> {
         let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
-        let bad = || KeyError::Unsupported(kid.to_owned());
+        let bad = || SigningKeyError::Unsupported(kid.to_owned());
         let (alg, encoding, decoding, mut jwk) = if let Ok(pair) = Ed25519KeyPair::from_pkcs8(der) {
             // The JWK is built from the public key, not from the PKCS#8
             // document (jsonwebtoken rejects ring's v2 documents there).
             let x = b64(pair.public_key().as_ref());
             let decoding = DecodingKey::from_ed_components(&x).map_err(|_| bad())?;
             let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
-            (KeyAlg::EdDSA, EncodingKey::from_ed_der(der), decoding, jwk)
+            (
+                SigningAlg::EdDSA,
+                EncodingKey::from_ed_der(der),
+                decoding,
+                jwk,
+            )
         } else if let Ok(pair) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
             let point = pair.public_key().as_ref();
             // Uncompressed SEC1 point: 0x04 || X (32) || Y (32).
@@ -168,7 +173,12 @@ impl SigningKey {
             let (x, y) = (b64(x), b64(y));
             let decoding = DecodingKey::from_ec_components(&x, &y).map_err(|_| bad())?;
             let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
-            (KeyAlg::ES256, EncodingKey::from_ec_der(der), decoding, jwk)
+            (
+                SigningAlg::ES256,
+                EncodingKey::from_ec_der(der),
+                decoding,
+                jwk,
+            )
         } else if let Ok(pair) = RsaKeyPair::from_pkcs8(der) {
             if pair.public_modulus_len() < 256 {
                 return Err(bad());
@@ -180,7 +190,7 @@ impl SigningKey {
             // jsonwebtoken's RSA signer wants PKCS#1 (the key inside PKCS#8).
             let encoding = EncodingKey::from_rsa_der(pkcs8_private_key(der).ok_or_else(bad)?);
             let jwk = json!({"kty": "RSA", "n": n, "e": e});
-            (KeyAlg::RS256, encoding, decoding, jwk)
+            (SigningAlg::RS256, encoding, decoding, jwk)
         } else {
             return Err(bad());
         };
@@ -203,8 +213,8 @@ impl SigningKey {
     /// Signs a probe token and verifies it through the same checks every
     /// token of ours passes, so a key jsonwebtoken cannot use is found at
     /// start-up rather than at the first request.
-    fn self_test(&self) -> Result<(), KeyError> {
-        let failed = || KeyError::SelfTest(self.kid.clone());
+    fn self_test(&self) -> Result<(), SigningKeyError> {
+        let failed = || SigningKeyError::SelfTest(self.kid.clone());
         let probe = Claims {
             iss: "self-test".into(),
             sub: "self-test".into(),
@@ -244,7 +254,7 @@ impl SigningKey {
     }
 
     /// The key's algorithm.
-    pub fn alg(&self) -> KeyAlg {
+    pub fn alg(&self) -> SigningAlg {
         self.alg
     }
 
@@ -271,34 +281,34 @@ impl SigningKey {
 
 /// The configured keys: the first signs; all verify and are published.
 #[derive(Debug, Clone)]
-pub struct KeySet {
+pub struct SigningKeys {
     active: Arc<SigningKey>,
     by_kid: Arc<HashMap<String, Arc<SigningKey>>>,
     jwks: Arc<str>,
     algs: Vec<&'static str>,
 }
 
-// === impl KeySet ===
+// === impl SigningKeys ===
 
-impl KeySet {
+impl SigningKeys {
     /// Builds a set; the first key signs.
-    pub fn new(keys: Vec<SigningKey>) -> Result<KeySet, KeyError> {
+    pub fn new(keys: Vec<SigningKey>) -> Result<SigningKeys, SigningKeyError> {
         let mut ordered = Vec::with_capacity(keys.len());
         let mut by_kid = HashMap::new();
         let mut algs = Vec::new();
         for key in keys {
             let key = Arc::new(key);
             if by_kid.insert(key.kid.clone(), key.clone()).is_some() {
-                return Err(KeyError::DuplicateKid(key.kid.clone()));
+                return Err(SigningKeyError::DuplicateKid(key.kid.clone()));
             }
             if !algs.contains(&key.alg.as_str()) {
                 algs.push(key.alg.as_str());
             }
             ordered.push(key);
         }
-        let active = ordered.first().cloned().ok_or(KeyError::Empty)?;
+        let active = ordered.first().cloned().ok_or(SigningKeyError::Empty)?;
         let jwks = json!({"keys": ordered.iter().map(|k| k.jwk.clone()).collect::<Vec<_>>()});
-        Ok(KeySet {
+        Ok(SigningKeys {
             active,
             by_kid: Arc::new(by_kid),
             jwks: jwks.to_string().into(),
@@ -307,11 +317,11 @@ impl KeySet {
     }
 
     /// Loads `[[signing_keys]]` from their files.
-    pub fn load(configs: &[SigningKeyConfig]) -> Result<KeySet, KeyError> {
+    pub fn load(configs: &[SigningKeyConfig]) -> Result<SigningKeys, SigningKeyError> {
         let mut keys = Vec::with_capacity(configs.len());
         for config in configs {
             let pem = std::fs::read_to_string(&config.private_key_file).map_err(|source| {
-                KeyError::Io {
+                SigningKeyError::Io {
                     kid: config.kid.clone(),
                     path: config.private_key_file.display().to_string(),
                     source,
@@ -319,15 +329,15 @@ impl KeySet {
             })?;
             keys.push(SigningKey::from_pem(&config.kid, &pem)?);
         }
-        KeySet::new(keys)
+        SigningKeys::new(keys)
     }
 
     /// One freshly generated key of `alg`, kept only in memory (dev mode).
-    pub fn ephemeral(alg: KeyAlg) -> Result<KeySet, KeyError> {
+    pub fn ephemeral(alg: SigningAlg) -> Result<SigningKeys, SigningKeyError> {
         let pem = generate_pem(alg)?;
-        let id = crate::crypto::random_id().map_err(|_| KeyError::Generate)?;
+        let id = crate::crypto::random_id().map_err(|_| SigningKeyError::Generate)?;
         let kid = format!("ephemeral-{id}");
-        KeySet::new(vec![SigningKey::from_pem(&kid, &pem)?])
+        SigningKeys::new(vec![SigningKey::from_pem(&kid, &pem)?])
     }
 
     /// The key that signs new tokens.
@@ -353,25 +363,25 @@ impl KeySet {
 
 /// Generates a private key and returns it as PKCS#8 PEM
 /// (`revokd keygen`).
-pub fn generate_pem(alg: KeyAlg) -> Result<String, KeyError> {
+pub fn generate_pem(alg: SigningAlg) -> Result<String, SigningKeyError> {
     let rng = ring::rand::SystemRandom::new();
     let der: Vec<u8> = match alg {
-        KeyAlg::EdDSA => ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| KeyError::Generate)?
+        SigningAlg::EdDSA => ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+            .map_err(|_| SigningKeyError::Generate)?
             .as_ref()
             .to_vec(),
-        KeyAlg::ES256 => ring::signature::EcdsaKeyPair::generate_pkcs8(
+        SigningAlg::ES256 => ring::signature::EcdsaKeyPair::generate_pkcs8(
             &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
             &rng,
         )
-        .map_err(|_| KeyError::Generate)?
+        .map_err(|_| SigningKeyError::Generate)?
         .as_ref()
         .to_vec(),
-        KeyAlg::RS256 => {
+        SigningAlg::RS256 => {
             use aws_lc_rs::encoding::AsDer;
             let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                .map_err(|_| KeyError::Generate)?;
-            let der = pair.as_der().map_err(|_| KeyError::Generate)?;
+                .map_err(|_| SigningKeyError::Generate)?;
+            let der = pair.as_der().map_err(|_| SigningKeyError::Generate)?;
             der.as_ref().to_vec()
         }
     };
@@ -446,7 +456,7 @@ mod tests {
 
     #[test]
     fn generated_keys_load_with_the_right_algorithm() {
-        for alg in [KeyAlg::EdDSA, KeyAlg::ES256, KeyAlg::RS256] {
+        for alg in [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256] {
             let pem = generate_pem(alg).unwrap();
             let key = SigningKey::from_pem("k", &pem).unwrap();
             assert_eq!(key.alg(), alg);
@@ -457,9 +467,9 @@ mod tests {
 
     #[test]
     fn jwks_lists_every_key_and_the_first_signs() {
-        let a = SigningKey::from_pem("a", &generate_pem(KeyAlg::EdDSA).unwrap()).unwrap();
-        let b = SigningKey::from_pem("b", &generate_pem(KeyAlg::ES256).unwrap()).unwrap();
-        let set = KeySet::new(vec![a, b]).unwrap();
+        let a = SigningKey::from_pem("a", &generate_pem(SigningAlg::EdDSA).unwrap()).unwrap();
+        let b = SigningKey::from_pem("b", &generate_pem(SigningAlg::ES256).unwrap()).unwrap();
+        let set = SigningKeys::new(vec![a, b]).unwrap();
         assert_eq!(set.active().kid(), "a");
         let jwks: serde_json::Value = serde_json::from_str(set.jwks_json()).unwrap();
         assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
@@ -471,13 +481,16 @@ mod tests {
     fn garbage_is_refused() {
         assert!(matches!(
             SigningKey::from_pem("x", "nope"),
-            Err(KeyError::Pem(_))
+            Err(SigningKeyError::Pem(_))
         ));
         let pem = der_to_pem(b"not a key");
         assert!(matches!(
             SigningKey::from_pem("x", &pem),
-            Err(KeyError::Unsupported(_))
+            Err(SigningKeyError::Unsupported(_))
         ));
-        assert!(matches!(KeySet::new(vec![]), Err(KeyError::Empty)));
+        assert!(matches!(
+            SigningKeys::new(vec![]),
+            Err(SigningKeyError::Empty)
+        ));
     }
 }
