@@ -18,7 +18,7 @@ use crate::loopback::{self, ServerTask};
 use crate::process::{TempDir, free_port, poll};
 use crate::redis_server::RedisServer;
 use crate::resource_server::e2e::{Process, READY, REVOKD, http};
-use crate::resource_server::{claims, sign_access};
+use crate::resource_server::{challenge, claims, sign_access};
 use crate::support::{Server, WEB, key_set, start_on_redis_discoverable};
 use crate::wait::{eventually, wait_for_status};
 
@@ -192,14 +192,6 @@ async fn get(url: &str, token: Option<&str>) -> reqwest::Response {
         request = request.bearer_auth(token);
     }
     request.send().await.unwrap()
-}
-
-fn challenge(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -10,7 +10,7 @@ use revokd::signing::{SigningAlg, SigningKeys};
 use revokd::verify::{Verifier, VerifierConfig};
 use serde_json::{Value, json};
 
-use super::{AUDIENCE, KeyServer, claims, key, sign_with, verifier_for};
+use super::{AUDIENCE, KeyServer, challenge, claims, key, sign_with, verifier_for};
 use crate::loopback::{self, ServerTask};
 use crate::support::{self, WEB};
 
@@ -59,14 +59,6 @@ impl Api {
     async fn bearer(&self, path: &str, token: &str) -> reqwest::Response {
         self.get(path, &[&format!("Bearer {token}")]).await
     }
-}
-
-fn challenge(response: &reqwest::Response) -> String {
-    response
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
 }
 
 #[tokio::test]

@@ -34,6 +34,15 @@ pub async fn verifier_for(issuer: &Server) -> Verifier {
     .unwrap()
 }
 
+/// A response's `WWW-Authenticate` value (empty when absent).
+pub fn challenge(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
 /// Seconds since the epoch.
 pub fn now() -> u64 {
     revokd::clock::now_secs()
