@@ -32,7 +32,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::layer::{InsufficientScope, VerifiedToken};
 use crate::resource_server::ResourceServer;
@@ -49,7 +49,7 @@ const CLIENT_ID_HEADER: HeaderName = HeaderName::from_static("x-auth-client-id")
 const SCOPE_HEADER: HeaderName = HeaderName::from_static("x-auth-scope");
 
 /// Requests under `path` need every scope of `scopes`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PathRule {
     /// A path prefix, matched on whole segments (`/admin`).
@@ -69,15 +69,25 @@ impl PathRule {
             .filter(|s| !s.is_empty())
             .map(str::to_owned)
             .collect();
-        if !path.starts_with('/') || scopes.is_empty() {
-            return Err(format!(
-                "{spec:?}: the path starts with / and at least one scope follows ="
-            ));
-        }
+        PathRule::check(path, &scopes).map_err(|problem| format!("{spec:?}: {problem}"))?;
         Ok(PathRule {
             path: normalize_path(path),
             scopes,
         })
+    }
+
+    /// Whether `path` and `scopes` make a rule: an absolute path and at
+    /// least one scope, none empty.
+    pub fn check(path: &str, scopes: &[String]) -> Result<(), String> {
+        if !path.starts_with('/') {
+            return Err(format!("the path {path:?} must start with /"));
+        }
+        if scopes.is_empty() || scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+            return Err(format!(
+                "the rule for {path:?} needs at least one scope, without spaces"
+            ));
+        }
+        Ok(())
     }
 
     fn covers(&self, path: &str) -> bool {

@@ -59,7 +59,7 @@ enum Command {
     /// Traefik forwardAuth) from the request's bearer token.
     Gate {
         #[command(flatten)]
-        args: cli::gate::GateArgs,
+        args: Box<cli::gate::GateArgs>,
         /// Log lines as text (default) or one JSON object per line.
         #[arg(long, env = "REVOKD_LOG_FORMAT", value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -140,7 +140,7 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the runtime")?;
-            runtime.block_on(cli::gate::run(args, shutdown_signal()))
+            runtime.block_on(cli::gate::run(*args, shutdown_signal()))
         }
         Command::Serve {
             config,

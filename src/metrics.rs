@@ -25,13 +25,11 @@ pub struct IssuerMetrics {
     pub refresh_reuse_detected: IntCounter,
     /// `revokd_http_request_duration_seconds{route,status}`.
     pub http_request_duration: HistogramVec,
-    /// `revokd_http_refused_total{reason}`: connections and requests refused
-    /// by a `[limits]` guard: `max_connections`, `max_connections_per_peer`,
-    /// `header_timeout`, `body_timeout`, `body_too_large`, `peer_rate`,
-    /// `overloaded` (load shedding), `argon2_queue`, `argon2_failures`.
-    pub http_refused: IntCounterVec,
-    /// `revokd_http_connections`: connections open now.
-    pub http_connections: IntGauge,
+    /// `revokd_http_refused_total{reason}` and `revokd_http_connections`:
+    /// besides the accept loop's reasons, the issuer's `[limits]` guards
+    /// count `body_timeout`, `body_too_large`, `peer_rate`, `overloaded`
+    /// (load shedding), `argon2_queue` and `argon2_failures`.
+    pub connections: ConnectionMetrics,
     /// `revokd_argon2_running`: argon2 verifications running now (on the
     /// blocking pool, whether or not their request is still waiting).
     pub argon2_running: IntGauge,
@@ -76,23 +74,13 @@ impl IssuerMetrics {
             .buckets(exponential_buckets(0.000_05, 2.0, 16)?),
             &["route", "status"],
         )?;
-        let http_refused = IntCounterVec::new(
-            Opts::new(
-                "revokd_http_refused_total",
-                "Connections and requests refused by a [limits] guard, by reason",
-            ),
-            &["reason"],
-        )?;
-        let http_connections =
-            IntGauge::new("revokd_http_connections", "HTTP connections open now")?;
+        let connections = ConnectionMetrics::register(registry)?;
         let argon2_running =
             IntGauge::new("revokd_argon2_running", "argon2 verifications running now")?;
         let argon2_waiting = IntGauge::new(
             "revokd_argon2_waiting",
             "argon2 verifications waiting for a slot",
         )?;
-        registry.register(Box::new(http_refused.clone()))?;
-        registry.register(Box::new(http_connections.clone()))?;
         registry.register(Box::new(argon2_running.clone()))?;
         registry.register(Box::new(argon2_waiting.clone()))?;
         registry.register(Box::new(tokens_issued.clone()))?;
@@ -106,14 +94,50 @@ impl IssuerMetrics {
             revocations,
             refresh_reuse_detected,
             http_request_duration,
-            http_refused,
-            http_connections,
+            connections,
             argon2_running,
             argon2_waiting,
         })
     }
 
     /// Counts one refusal under `reason` (`revokd_http_refused_total`).
+    pub fn refused(&self, reason: &str) {
+        self.connections.refused(reason);
+    }
+}
+
+/// The accept loop's metrics (the issuer's and the gate's).
+#[derive(Clone, Debug)]
+pub struct ConnectionMetrics {
+    /// `revokd_http_refused_total{reason}`: connections and requests
+    /// refused by a limit: `max_connections`, `max_connections_per_peer`,
+    /// `header_timeout` (and the issuer's own reasons).
+    pub http_refused: IntCounterVec,
+    /// `revokd_http_connections`: connections open now.
+    pub http_connections: IntGauge,
+}
+
+impl ConnectionMetrics {
+    /// Creates and registers both on `registry`.
+    pub fn register(registry: &Registry) -> prometheus::Result<ConnectionMetrics> {
+        let http_refused = IntCounterVec::new(
+            Opts::new(
+                "revokd_http_refused_total",
+                "Connections and requests refused by a limit, by reason",
+            ),
+            &["reason"],
+        )?;
+        let http_connections =
+            IntGauge::new("revokd_http_connections", "HTTP connections open now")?;
+        registry.register(Box::new(http_refused.clone()))?;
+        registry.register(Box::new(http_connections.clone()))?;
+        Ok(ConnectionMetrics {
+            http_refused,
+            http_connections,
+        })
+    }
+
+    /// Counts one refusal under `reason`.
     pub fn refused(&self, reason: &str) {
         self.http_refused.with_label_values(&[reason]).inc();
     }

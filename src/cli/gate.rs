@@ -1,28 +1,35 @@
 //! `revokd gate`: the check nginx, Envoy and Traefik ask before forwarding
-//! a request (see [`revokd::gate`]).
+//! a request (see [`revokd::gate`]). Settings come from `--config FILE`
+//! ([`GateConfig`]), then `REVOKD_GATE_*` variables, then the flags.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use revokd::config::GateConfig;
 use revokd::gate::{self, PathRule};
+use revokd::issuer::server::{ConnectionLimits, serve_router};
 use revokd::layer::StalePolicy;
+use revokd::metrics::ConnectionMetrics;
 use revokd::resource_server::ResourceServer;
-use revokd::store::redis::Topology;
 
-/// The gate's flags.
+/// The gate's flags; each overrides its key of the file.
 #[derive(clap::Args)]
 pub(crate) struct GateArgs {
-    /// Address to bind.
-    #[arg(long, default_value = "127.0.0.1:8181")]
-    listen: SocketAddr,
+    /// TOML configuration file (keys as the flags; `[store]` as serve's).
+    #[arg(long, env = "REVOKD_GATE_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to bind (default 127.0.0.1:8181).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
     /// The issuer's URL (the `iss` of its tokens); its keys are discovered.
     #[arg(long)]
-    issuer: String,
+    issuer: Option<String>,
     /// The audience tokens must carry to pass.
     #[arg(long)]
-    audience: String,
-    /// One Redis server's URL.
+    audience: Option<String>,
+    /// One Redis server's URL (names the whole topology).
     #[arg(long)]
     redis: Option<String>,
     /// A Redis Sentinel URL (repeat for each sentinel); needs --sentinel-master.
@@ -35,9 +42,10 @@ pub(crate) struct GateArgs {
     #[arg(long = "cluster")]
     cluster: Vec<String>,
     /// The Redis key prefix, as the issuer's `store.prefix`.
-    #[arg(long, default_value = "revokd")]
-    prefix: String,
-    /// `PATH=SCOPE[,SCOPE...]`: requests under PATH need those scopes (repeat).
+    #[arg(long)]
+    prefix: Option<String>,
+    /// `PATH=SCOPE[,SCOPE...]`: requests under PATH need those scopes
+    /// (repeat; added to the file's `[[scope_rules]]`).
     #[arg(long = "scope")]
     scopes: Vec<String>,
     /// This resource's RFC 9728 identifier (a URL): serves its metadata and
@@ -49,55 +57,95 @@ pub(crate) struct GateArgs {
     #[arg(long)]
     fail_closed: bool,
     /// How stale the denylist may be before /readyz fails (and, with
-    /// --fail-closed, requests are refused).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "60s")]
-    staleness_bound: Duration,
+    /// --fail-closed, requests are refused); default 60s.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    staleness_bound: Option<Duration>,
 }
 
-/// Runs the gate until SIGTERM or ctrl-c.
+impl GateArgs {
+    /// The configuration: the file, the variables, then these flags.
+    fn config(self) -> anyhow::Result<GateConfig> {
+        let rules = self
+            .scopes
+            .iter()
+            .map(|spec| PathRule::parse(spec))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)
+            .context("--scope")?;
+        let env = std::env::vars().filter(|(name, _)| name != "REVOKD_GATE_CONFIG");
+        let config = GateConfig::load(self.config.as_deref(), env, |config| {
+            let topology_flag =
+                self.redis.is_some() || !self.sentinels.is_empty() || !self.cluster.is_empty();
+            if topology_flag {
+                // A flag names the whole topology, as `serve --redis` does.
+                config.store.redis_url = self.redis;
+                config.store.sentinels = self.sentinels;
+                config.store.sentinel_master = self.sentinel_master;
+                config.store.cluster = self.cluster;
+            } else if self.sentinel_master.is_some() {
+                config.store.sentinel_master = self.sentinel_master;
+            }
+            set(&mut config.listen, self.listen);
+            set(&mut config.issuer, self.issuer);
+            set(&mut config.audience, self.audience);
+            set(&mut config.store.prefix, self.prefix);
+            set(&mut config.staleness_bound, self.staleness_bound);
+            if self.resource.is_some() {
+                config.resource = self.resource;
+            }
+            config.fail_closed |= self.fail_closed;
+            config.scope_rules.extend(rules);
+        })?;
+        Ok(config)
+    }
+}
+
+fn set<T>(slot: &mut T, flag: Option<T>) {
+    if let Some(value) = flag {
+        *slot = value;
+    }
+}
+
+/// Runs the gate until `shutdown` resolves.
 pub(crate) async fn run(
     args: GateArgs,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let topology = Topology::from_parts(
-        args.redis,
-        args.sentinels,
-        args.sentinel_master,
-        args.cluster,
-    )?;
-    let rules = args
-        .scopes
-        .iter()
-        .map(|spec| PathRule::parse(spec))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)
-        .context("--scope")?;
-    let policy = if args.fail_closed {
+    let config = args.config()?;
+    let topology = config.store.topology().context("no redis topology")?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let local = listener.local_addr()?;
+    let registry = prometheus::Registry::new();
+    let connections = ConnectionMetrics::register(&registry)?;
+    let policy = if config.fail_closed {
         StalePolicy::FailClosed
     } else {
         StalePolicy::FailOpen
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("binding {}", args.listen))?;
-    let local = listener.local_addr()?;
     let mut builder = ResourceServer::builder()
-        .issuer(args.issuer)
-        .audience(args.audience)
+        .issuer(config.issuer.clone())
+        .audience(config.audience.clone())
         .topology(topology)
-        .prefix(args.prefix)
+        .prefix(config.store.prefix.clone())
         .stale_policy(policy)
-        .staleness_bound(args.staleness_bound.max(Duration::from_secs(1)));
-    if let Some(resource) = args.resource {
+        .staleness_bound(config.staleness_bound)
+        .registry(registry);
+    if let Some(resource) = config.resource.clone() {
         builder = builder.resource(resource);
     }
     let server = builder.start().await?;
-    let app = gate::router(&server, rules);
-    tracing::info!(listen = %local, "revokd gate listening");
+    let app = gate::router(&server, config.scope_rules.clone());
+    tracing::info!(listen = %local, issuer = %config.issuer, audience = %config.audience, "revokd gate listening");
     // Tests and scripts read this line for the port.
     println!("revokd gate listening on http://{local}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let limits = ConnectionLimits {
+        header_read_timeout: config.limits.header_read_timeout,
+        max_connections: config.limits.max_connections,
+        max_connections_per_peer: config.limits.max_connections_per_peer,
+    };
+    serve_router(listener, app, limits, connections, shutdown)
         .await
         .context("serving")
 }

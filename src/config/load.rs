@@ -18,7 +18,41 @@ use figment::value::{Dict, Map, Value};
 use figment::{Figment, Metadata, Profile, Provider};
 use toml_edit::{ImDocument, Item, TableLike};
 
+use serde::de::DeserializeOwned;
+
 use super::Config;
+
+/// A configuration file's type: what serde reads, plus what it cannot check.
+pub(super) trait Loadable: DeserializeOwned + Default {
+    /// The prefix of the environment variables that override its keys.
+    const ENV_PREFIX: &'static str;
+
+    /// Every problem of a parsed configuration, in the order of the file.
+    fn problems(&self) -> Vec<String>;
+}
+
+/// Reads `file` (if any), then applies every variable of `env` under
+/// `T::ENV_PREFIX` (`__` separates nesting levels), then `adjust` (command
+/// line flags), then validates the result; every problem found, from the
+/// file's syntax to the validation, is reported at once.
+pub(super) fn load<T: Loadable>(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    adjust: impl FnOnce(&mut T),
+) -> Result<T, ConfigError> {
+    let mut layers = Layers::default();
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        layers.file(Some(path.display().to_string()), text);
+    }
+    for (name, value) in env {
+        layers.env(T::ENV_PREFIX, name, &value);
+    }
+    layers.finish(adjust)
+}
 
 /// Keys that do not fit reported before giving up on finding more (each
 /// costs one more pass over the document).
@@ -58,25 +92,14 @@ impl Config {
         file: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Config, ConfigError> {
-        let mut layers = Layers::default();
-        if let Some(path) = file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            layers.file(Some(path.display().to_string()), text);
-        }
-        for (name, value) in env {
-            layers.env(name, &value);
-        }
-        layers.finish()
+        load(file, env, |_| {})
     }
 
     /// Parses a TOML document with no environment overrides (tests, tools).
     pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
         let mut layers = Layers::default();
         layers.file(None, text.to_owned());
-        layers.finish()
+        layers.finish(|_| {})
     }
 }
 
@@ -154,9 +177,10 @@ impl Layers {
         }
     }
 
-    /// Adds one variable when it is a `REVOKD_*` override.
-    fn env(&mut self, name: String, value: &str) {
-        let Some(rest) = name.strip_prefix("REVOKD_") else {
+    /// Adds one variable when it is an override (its name starts with
+    /// `prefix`).
+    fn env(&mut self, prefix: &str, name: String, value: &str) {
+        let Some(rest) = name.strip_prefix(prefix) else {
             return;
         };
         if rest.is_empty() {
@@ -171,8 +195,9 @@ impl Layers {
     }
 
     /// The configuration, or every problem found.
-    fn finish(mut self) -> Result<Config, ConfigError> {
-        let config = self.extract();
+    fn finish<T: Loadable>(mut self, adjust: impl FnOnce(&mut T)) -> Result<T, ConfigError> {
+        let mut config: T = self.extract();
+        adjust(&mut config);
         self.problems.extend(config.problems());
         if self.problems.is_empty() {
             Ok(config)
@@ -183,8 +208,8 @@ impl Layers {
 
     /// Deserializes the layers; each key that does not fit is reported and
     /// dropped, and the rest read again, until it fits.
-    fn extract(&mut self) -> Config {
-        let error = match self.figment.extract::<Config>() {
+    fn extract<T: Loadable>(&mut self) -> T {
+        let error = match self.figment.extract::<T>() {
             Ok(config) => return config,
             Err(error) => error,
         };
@@ -192,7 +217,7 @@ impl Layers {
             // A layer itself failed: nothing to take apart.
             let (_, problem) = self.problem(&error, &error.path, None);
             self.problems.push(problem);
-            return Config::default();
+            return T::default();
         };
         let mut pruned = Pruned::new(root);
         let mut error = error;
@@ -203,16 +228,16 @@ impl Layers {
                     Order::Last,
                     format!("more than {MAX_PARSE_PROBLEMS} keys do not parse"),
                 ));
-                break Config::default();
+                break T::default();
             }
             let original = pruned.original(&error.path);
             if !pruned.follows_removal(&error, &original) {
                 found.push(self.problem(&error, &original, pruned.at(&error.path)));
             }
             if !pruned.remove(&error.path, original) {
-                break Config::default();
+                break T::default();
             }
-            match pruned.root.deserialize::<Config>() {
+            match pruned.root.deserialize::<T>() {
                 Ok(config) => break config,
                 Err(next) => error = next,
             }

@@ -14,6 +14,7 @@
 //! | `store.rs` | `[store]`, the Redis topology |
 //! | `clients.rs` | `[[clients]]`, `[[users]]` |
 //! | `limits.rs` | `[limits]` |
+//! | `gate.rs` | `revokd gate`'s own file |
 //! | `duration.rs` | durations: humantime strings or whole seconds |
 //! | `validate.rs` | what serde cannot check |
 //! | `load.rs` | the file, the overrides, every problem at once |
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 mod clients;
 mod duration;
+mod gate;
 mod limits;
 mod load;
 mod store;
@@ -34,6 +36,7 @@ mod tokens;
 mod validate;
 
 pub use clients::{ClientConfig, GrantType, UserConfig};
+pub use gate::{GateConfig, GateLimits};
 pub use limits::LimitsConfig;
 pub use load::ConfigError;
 pub use store::StoreConfig;

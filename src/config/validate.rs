@@ -6,10 +6,18 @@ use std::collections::HashSet;
 use super::{Config, ConfigError, LimitsConfig, StoreConfig};
 use crate::store::redis::TopologyError;
 
+impl super::load::Loadable for Config {
+    const ENV_PREFIX: &'static str = "REVOKD_";
+
+    fn problems(&self) -> Vec<String> {
+        self.all_problems()
+    }
+}
+
 impl Config {
     /// Checks what serde cannot: every problem is reported at once.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let problems = self.problems();
+        let problems = self.all_problems();
         if problems.is_empty() {
             Ok(())
         } else {
@@ -18,7 +26,7 @@ impl Config {
     }
 
     /// Every problem of a parsed configuration, in the order of the file.
-    pub(super) fn problems(&self) -> Vec<String> {
+    pub(super) fn all_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if self.issuer.is_empty() {
             problems.push("issuer is empty".to_owned());
@@ -121,7 +129,8 @@ fn limits(limits: &LimitsConfig, problems: &mut Vec<String>) {
     }
 }
 
-fn store(store: &StoreConfig, problems: &mut Vec<String>) {
+/// `[store]`'s problems (shared with the gate's configuration).
+pub(super) fn store(store: &StoreConfig, problems: &mut Vec<String>) {
     match store.parts() {
         Ok(_) | Err(TopologyError::Missing) => {}
         Err(error) => problems.push(format!(

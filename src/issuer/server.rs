@@ -31,7 +31,7 @@ use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 use super::{AppState, no_store, router};
-use crate::metrics::IssuerMetrics;
+use crate::metrics::ConnectionMetrics;
 
 /// What a connection over a cap is sent before it is closed.
 const REFUSED: &[u8] = concat!(
@@ -42,6 +42,17 @@ const REFUSED: &[u8] = concat!(
 )
 .as_bytes();
 
+/// The accept loop's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Longest a connection may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// Open connections, all peers together.
+    pub max_connections: usize,
+    /// Open connections from one peer IP address.
+    pub max_connections_per_peer: usize,
+}
+
 /// Serves the issuer's [`router`] for `state` on `listener` until `shutdown`
 /// resolves, then drains (see the module documentation). Errors only if the
 /// listener itself fails for good.
@@ -50,9 +61,25 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = state.config.limits.clone();
-    let metrics = state.metrics.clone();
-    let app = router(state);
+    let limits = &state.config.limits;
+    let limits = ConnectionLimits {
+        header_read_timeout: limits.header_read_timeout,
+        max_connections: limits.max_connections,
+        max_connections_per_peer: limits.max_connections_per_peer,
+    };
+    let metrics = state.metrics.connections.clone();
+    serve_router(listener, router(state), limits, metrics, shutdown).await
+}
+
+/// Serves any `app` the same way (the gate's too): connection caps, header
+/// read timeout, graceful drain.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    metrics: ConnectionMetrics,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let open = Arc::new(Open::new(
         limits.max_connections,
         limits.max_connections_per_peer,
@@ -149,7 +176,7 @@ struct Open {
     max: usize,
     max_per_peer: usize,
     counts: Mutex<(usize, HashMap<IpAddr, usize>)>,
-    metrics: IssuerMetrics,
+    metrics: ConnectionMetrics,
 }
 
 /// One admitted connection; dropping it frees its place.
@@ -159,7 +186,7 @@ struct Slot {
 }
 
 impl Open {
-    fn new(max: usize, max_per_peer: usize, metrics: IssuerMetrics) -> Open {
+    fn new(max: usize, max_per_peer: usize, metrics: ConnectionMetrics) -> Open {
         Open {
             max,
             max_per_peer,
@@ -211,7 +238,7 @@ mod tests {
 
     #[test]
     fn caps_count_in_all_and_per_peer_and_free_on_drop() {
-        let metrics = IssuerMetrics::register(&prometheus::Registry::new()).unwrap();
+        let metrics = ConnectionMetrics::register(&prometheus::Registry::new()).unwrap();
         let open = Arc::new(Open::new(3, 2, metrics));
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();

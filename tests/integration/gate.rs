@@ -58,12 +58,18 @@ async fn upstream() -> Upstream {
 
 /// `revokd gate` as a real process; returns it and its base URL once ready.
 async fn gate(issuer: &Server, redis: &RedisServer) -> (Process, String) {
-    let process = Process::spawn(
+    start_gate(
         Command::new(REVOKD)
             .args(["gate", "--listen", "127.0.0.1:0", "--audience", "api"])
             .args(["--issuer", &issuer.base, "--redis", &redis.url()])
             .args(["--scope", "/admin=revokd:admin"]),
-    );
+    )
+    .await
+}
+
+/// Spawns `command` (a `revokd gate`) and waits until it is ready.
+async fn start_gate(command: &mut Command) -> (Process, String) {
+    let process = Process::spawn(command);
     // Read off the runtime's thread: the issuer answering the gate's
     // discovery runs on it.
     let (process, line) = tokio::task::spawn_blocking(move || {
@@ -338,4 +344,59 @@ async fn a_gate_that_is_down_refuses_everything_at_nginx() {
     assert_eq!(answer.status(), 503);
     assert_eq!(answer.headers()["retry-after"], "1");
     assert_eq!(w.upstream.hits.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn the_gate_reads_its_file_and_the_flags_override_it() {
+    let redis = RedisServer::start();
+    let keys = key_set(SigningAlg::EdDSA, "gate-k1");
+    let (issuer, _replication) = start_on_redis_discoverable(keys, &redis.url()).await;
+    let dir = TempDir::new("gate-config");
+    let file = dir.join("gate.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "issuer = \"{}\"\naudience = \"not-api\"\n[store]\nredis_url = \"{}\"\n\
+             [[scope_rules]]\npath = \"/orders\"\nscopes = [\"write\"]\n",
+            issuer.base,
+            redis.url()
+        ),
+    )
+    .unwrap();
+    let (_gate, base) = start_gate(
+        Command::new(REVOKD)
+            .args(["gate", "--listen", "127.0.0.1:0", "--audience", "api"])
+            .arg("--config")
+            .arg(&file),
+    )
+    .await;
+    let (access, _) = issuer.login(WEB).await;
+    // The flag's audience, the file's rule.
+    assert_eq!(
+        get(&format!("{base}/check/api"), Some(&access))
+            .await
+            .status(),
+        200
+    );
+    let answer = get(&format!("{base}/check/orders/1"), Some(&access)).await;
+    assert_eq!(answer.status(), 403);
+    assert!(challenge(&answer).contains("scope=\"write\""));
+
+    // A bad file: every problem named, exit 1.
+    std::fs::write(&file, "audiance = \"api\"\nstaleness_bound = \"soon\"\n").unwrap();
+    let output = Command::new(REVOKD)
+        .args(["gate", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for wanted in [
+        "unknown key `audiance`",
+        "staleness_bound",
+        "issuer is required",
+        "redis topology",
+    ] {
+        assert!(stderr.contains(wanted), "{wanted}: {stderr}");
+    }
 }

@@ -62,6 +62,7 @@ fn refused(server: &Server, reason: &str) -> u64 {
     server
         .state
         .metrics
+        .connections
         .http_refused
         .with_label_values(&[reason])
         .get()
