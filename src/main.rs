@@ -304,6 +304,9 @@ async fn serve(
             audience: vec!["api".into()],
             access_ttl: None,
             refresh_ttl: None,
+            name: None,
+            redirect_uris: Vec::new(),
+            public: false,
         });
         Some(secret)
     } else {

@@ -126,6 +126,9 @@ pub struct SigningKey {
     encoding: EncodingKey,
     verifying: VerifyingKey,
     jwk: serde_json::Value,
+    /// SHA-256 of the private key: a secret every replica holding the key
+    /// shares, from which the pages' cookie key is derived.
+    private_digest: crate::crypto::Sha256,
 }
 
 impl fmt::Debug for SigningKey {
@@ -205,6 +208,7 @@ impl SigningKey {
             encoding,
             verifying: VerifyingKey::new(alg.jwt(), decoding),
             jwk,
+            private_digest: crate::crypto::sha256(der),
         };
         key.self_test()?;
         Ok(key)
@@ -348,6 +352,18 @@ impl SigningKeys {
     /// The key with this `kid`, if it is ours.
     pub fn get(&self, kid: &str) -> Option<&SigningKey> {
         self.by_kid.get(kid).map(|k| &**k)
+    }
+
+    /// A 256-bit secret for `purpose`, derived from the active key's private
+    /// half: the same in every replica that shares the keys, different for
+    /// every purpose, unguessable without the key. Rotating the active key
+    /// changes it.
+    pub fn derived_secret(&self, purpose: &str) -> crate::crypto::Sha256 {
+        crate::crypto::sha256_fields(&[
+            b"revokd derived secret v1",
+            purpose.as_bytes(),
+            &self.active.private_digest,
+        ])
     }
 
     /// The JWK set document, serialised once.

@@ -15,11 +15,14 @@ pub enum GrantType {
     Password,
     /// RFC 6749 §6.
     RefreshToken,
+    /// RFC 6749 §4.1, with PKCE (RFC 7636): third-party apps.
+    AuthorizationCode,
 }
 
 impl GrantType {
     /// Every grant, in the metadata's order.
-    pub const ALL: [GrantType; 3] = [
+    pub const ALL: [GrantType; 4] = [
+        GrantType::AuthorizationCode,
         GrantType::ClientCredentials,
         GrantType::Password,
         GrantType::RefreshToken,
@@ -31,6 +34,7 @@ impl GrantType {
             GrantType::ClientCredentials => "client_credentials",
             GrantType::Password => "password",
             GrantType::RefreshToken => "refresh_token",
+            GrantType::AuthorizationCode => "authorization_code",
         }
     }
 }
@@ -41,15 +45,27 @@ impl fmt::Display for GrantType {
     }
 }
 
-/// One `[[clients]]` entry. `id` and `secret_hash` are required, so it has
-/// no `Default`: each optional key has its own.
+/// One `[[clients]]` entry. `id` is required (and `secret_hash` unless the
+/// client is `public`), so it has no `Default`: each optional key has its own.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientConfig {
     /// The client id.
     pub id: String,
-    /// `sha256:<hex>` of a generated secret, or an argon2 PHC string.
+    /// `sha256:<hex>` of a generated secret, or an argon2 PHC string (empty
+    /// for a public client).
+    #[serde(default)]
     pub secret_hash: String,
+    /// What the consent and account pages call it (default: its id).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Where authorization responses may go, matched exactly.
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// A public client (a native or browser app, an MCP client): no secret,
+    /// PKCE required, it authenticates with its `client_id` alone.
+    #[serde(default)]
+    pub public: bool,
     /// Grants the client may use.
     #[serde(default)]
     pub grants: Vec<GrantType>,

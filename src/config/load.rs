@@ -535,13 +535,13 @@ mod tests {
 
     #[test]
     fn entries_of_arrays_keep_their_index_and_line_when_an_earlier_one_is_dropped() {
-        let text = "[[clients]]\nid = \"a\"\n\n[[clients]]\nid = \"b\"\nsecret_hash = \"sha256:00\"\n\
+        let text = "[[clients]]\nsecret_hash = \"sha256:00\"\n\n[[clients]]\nid = \"b\"\nsecret_hash = \"sha256:00\"\n\
                     scopes = 3\n[[signing_keys]]\nkid = 7\nprivate_key_file = \"k.pem\"\n";
         let got = problems(Config::from_toml(text).unwrap_err());
         assert_eq!(
             got,
             [
-                "line 1, column 1: clients[0]: missing field `secret_hash`",
+                "line 1, column 1: clients[0]: missing field `id`",
                 "line 7, column 1: clients[1].scopes: invalid type: found signed int `3`, \
                  expected a sequence",
                 "line 9, column 1: signing_keys[0].kid: invalid type: found signed int `7`, \

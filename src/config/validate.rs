@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, ConfigError, LimitsConfig, StoreConfig};
+use super::{Config, ConfigError, GrantType, LimitsConfig, StoreConfig};
 use crate::store::redis::TopologyError;
 
 impl super::load::Loadable for Config {
@@ -56,11 +56,45 @@ impl Config {
             if !seen.insert(client.id.as_str()) {
                 problems.push(format!("client {:?} is listed twice", client.id));
             }
-            if !client.secret_hash.starts_with("sha256:")
+            if client.public {
+                if !client.secret_hash.is_empty() {
+                    problems.push(format!(
+                        "client {:?}: a public client has no secret_hash",
+                        client.id
+                    ));
+                }
+                if client
+                    .grants
+                    .iter()
+                    .any(|g| matches!(g, GrantType::ClientCredentials | GrantType::Password))
+                {
+                    problems.push(format!(
+                        "client {:?}: a public client may use only authorization_code and refresh_token",
+                        client.id
+                    ));
+                }
+            } else if !client.secret_hash.starts_with("sha256:")
                 && !client.secret_hash.starts_with("$argon2")
             {
                 problems.push(format!(
                     "client {:?}: secret_hash must be sha256:<hex> or an argon2 PHC string",
+                    client.id
+                ));
+            }
+            for uri in &client.redirect_uris {
+                if !redirect_uri_is_usable(uri) {
+                    problems.push(format!(
+                        "client {:?}: redirect_uri {uri:?} must be an absolute http(s) URL (or a \
+                         private-use scheme) without a fragment",
+                        client.id
+                    ));
+                }
+            }
+            if client.grants.contains(&GrantType::AuthorizationCode)
+                && client.redirect_uris.is_empty()
+            {
+                problems.push(format!(
+                    "client {:?}: authorization_code needs redirect_uris",
                     client.id
                 ));
             }
@@ -143,4 +177,22 @@ pub(super) fn store(store: &StoreConfig, problems: &mut Vec<String>) {
     if store.prefix.is_empty() || store.prefix.contains(['{', '}']) {
         problems.push("store.prefix must be non-empty, without braces".to_owned());
     }
+}
+
+/// RFC 6749 §3.1.2 and RFC 8252 §7.1: absolute, no fragment; `https`,
+/// `http` (loopback and development), or a private-use scheme (`com.app:/cb`).
+pub(crate) fn redirect_uri_is_usable(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once(':') else {
+        return false;
+    };
+    let scheme_ok = !scheme.is_empty()
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    let web = matches!(scheme, "http" | "https");
+    scheme_ok
+        && !uri.contains('#')
+        && !uri.chars().any(|c| c.is_control() || c == ' ')
+        && (!web || rest.strip_prefix("//").is_some_and(|r| !r.is_empty()))
 }

@@ -40,6 +40,8 @@ const ARGON2_CACHE_MAX: usize = 4096;
 enum SecretHash {
     Sha256([u8; 32]),
     Argon2(Arc<str>),
+    /// A public client: it has no secret and presents none (RFC 6749 §2.1).
+    Public,
 }
 
 /// A registered client, with its configuration resolved.
@@ -60,6 +62,17 @@ pub struct Client {
     pub access_ttl: u64,
     /// Refresh token lifetime, seconds.
     pub refresh_ttl: u64,
+    /// What the pages call it.
+    pub name: String,
+    /// Where authorization responses may go (exact match).
+    pub redirect_uris: Vec<String>,
+}
+
+impl Client {
+    /// A public client: no secret, PKCE required.
+    pub fn is_public(&self) -> bool {
+        matches!(self.secret, SecretHash::Public)
+    }
 }
 
 impl std::fmt::Debug for Client {
@@ -141,6 +154,11 @@ impl Clients {
         })
     }
 
+    /// The client with this id.
+    pub fn get(&self, id: &str) -> Option<Arc<Client>> {
+        self.by_id.get(id).cloned()
+    }
+
     /// Every client (metadata, lifetimes).
     pub fn iter(&self) -> impl Iterator<Item = &Client> {
         self.by_id.values().map(|c| &**c)
@@ -160,15 +178,18 @@ impl Clients {
         let (id, secret) = presented_credentials(headers, form)?;
         let Some(client) = self.by_id.get(&id) else {
             // Same work as a real check, so unknown ids do not answer faster.
-            let _ = sha256_matches(&[0; 32], &secret);
+            let _ = sha256_matches(&[0; 32], secret.as_deref().unwrap_or_default());
             return Err(OAuthError::InvalidClient);
         };
-        let ok = match &client.secret {
-            SecretHash::Sha256(stored) => sha256_matches(stored, &secret),
-            SecretHash::Argon2(phc) => {
+        let ok = match (&client.secret, secret) {
+            (SecretHash::Sha256(stored), Some(secret)) => sha256_matches(stored, &secret),
+            (SecretHash::Argon2(phc), Some(secret)) => {
                 self.argon2_matches(&client.id, phc, secret, peer, limits)
                     .await?
             }
+            // A public client names itself and presents nothing.
+            (SecretHash::Public, None) => true,
+            _ => false,
         };
         if ok {
             Ok(client.clone())
@@ -295,10 +316,12 @@ fn sha256_matches(stored: &[u8; 32], secret: &str) -> bool {
 }
 
 /// The client id and secret of the request, from exactly one method.
+/// The client id and the secret presented (none: a public client naming
+/// itself with `client_id`).
 fn presented_credentials(
     headers: &HeaderMap,
     form: &OAuthForm,
-) -> Result<(String, String), OAuthError> {
+) -> Result<(String, Option<String>), OAuthError> {
     let basic = basic_credentials(headers)?;
     match (basic, form.get("client_secret")) {
         (Some(_), Some(_)) => Err(OAuthError::invalid_request(
@@ -310,13 +333,16 @@ fn presented_credentials(
                     "client_id does not match the Authorization header",
                 ));
             }
-            Ok((id, secret))
+            Ok((id, Some(secret)))
         }
         (None, Some(secret)) => {
             let id = form.get("client_id").ok_or(OAuthError::InvalidClient)?;
-            Ok((id.to_owned(), secret.to_owned()))
+            Ok((id.to_owned(), Some(secret.to_owned())))
         }
-        (None, None) => Err(OAuthError::InvalidClient),
+        (None, None) => {
+            let id = form.get("client_id").ok_or(OAuthError::InvalidClient)?;
+            Ok((id.to_owned(), None))
+        }
     }
 }
 
@@ -354,7 +380,11 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
 }
 
 fn resolve(config: &Config, c: &ClientConfig) -> Result<Client, BadSecretHash> {
-    let secret = parse_secret_hash(&c.secret_hash).ok_or_else(|| BadSecretHash(c.id.clone()))?;
+    let secret = if c.public && c.secret_hash.is_empty() {
+        SecretHash::Public
+    } else {
+        parse_secret_hash(&c.secret_hash).ok_or_else(|| BadSecretHash(c.id.clone()))?
+    };
     let audience = if c.audience.is_empty() {
         Audience::One(config.issuer.clone())
     } else {
@@ -377,6 +407,8 @@ fn resolve(config: &Config, c: &ClientConfig) -> Result<Client, BadSecretHash> {
             .unwrap_or(config.tokens.refresh_ttl)
             .as_secs()
             .max(1),
+        name: c.name.clone().unwrap_or_else(|| c.id.clone()),
+        redirect_uris: c.redirect_uris.clone(),
     })
 }
 

@@ -27,7 +27,9 @@ pub async fn introspect(
     form: OAuthForm,
 ) -> Result<Response, OAuthError> {
     let client = state.authenticate(peer, &headers, &form).await?;
-    if state.client_disabled(&client) {
+    // Introspection is for confidential clients (resource servers): a
+    // public client's id is no credential.
+    if state.client_disabled(&client) || client.is_public() {
         return Err(OAuthError::InvalidClient);
     }
     let token = form.require("token")?;

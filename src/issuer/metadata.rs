@@ -12,6 +12,8 @@ use crate::config::{Config, GrantType};
 use crate::signing::SigningKeys;
 
 const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+/// The token endpoint also takes public clients (PKCE, no secret).
+const TOKEN_AUTH_METHODS: [&str; 3] = ["client_secret_basic", "client_secret_post", "none"];
 
 /// The RFC 8414 document: every endpoint, grant, client authentication
 /// method and signing algorithm this issuer supports.
@@ -29,11 +31,15 @@ pub fn document(config: &Config, keys: &SigningKeys, clients: &Clients) -> Value
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
         "introspection_endpoint": format!("{base}/oauth2/introspect"),
         "jwks_uri": format!("{base}/.well-known/jwks.json"),
+        "authorization_endpoint": format!("{base}/oauth2/authorize"),
         "grant_types_supported": GrantType::ALL.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
-        // No authorization endpoint: no response types.
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        // RFC 9207: `iss` in every authorization response.
+        "authorization_response_iss_parameter_supported": true,
         "scopes_supported": scopes,
-        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_methods_supported": TOKEN_AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         // Not in RFC 8414: the algorithms of the keys that sign tokens.

@@ -65,7 +65,9 @@ use crate::signing::SigningKeys;
 use crate::store::memory::MemoryStore;
 use crate::store::{RevocationStore, StoreError};
 
+pub mod account;
 pub mod admin;
+pub mod authorize;
 pub mod client_auth;
 pub mod error;
 pub mod form;
@@ -74,9 +76,11 @@ pub mod jwt;
 pub mod limit;
 pub mod metadata;
 pub mod no_store;
+pub mod pages;
 pub mod replicated;
 pub mod revoke;
 pub mod server;
+pub mod session;
 pub mod token;
 
 pub use server::serve;
@@ -137,6 +141,8 @@ pub struct App {
     pub in_flight: Arc<Semaphore>,
     /// Where made-up request ids come from.
     pub request_ids: RequestIds,
+    /// The pages' signed session cookies and CSRF tokens.
+    pub sessions: session::Sessions,
 }
 
 /// Request ids for requests that came without one: a random per-process
@@ -196,6 +202,38 @@ impl App {
                 RevokedBefore::All => true,
                 RevokedBefore::IssuedAtOrBefore(bound) => bound >= now,
             })
+    }
+
+    /// Whether `password` is `username`'s (`[[users]]`, argon2), with the
+    /// argon2 bounds and the failure limits counted per user and per peer:
+    /// past `limits.argon2_failures` recent failures either way, 429
+    /// without argon2 work. An unknown user costs what a known one does.
+    pub async fn user_password_ok(
+        &self,
+        peer: limit::Peer,
+        username: &str,
+        password: &str,
+    ) -> Result<bool, OAuthError> {
+        let account = format!("user:{username}");
+        let now = self.rate_limits.now();
+        if let Err(wait) = self.rate_limits.argon2_allowed(&account, peer, now) {
+            self.metrics.refused("argon2_failures");
+            return Err(OAuthError::SlowDown(wait));
+        }
+        let known = self.users.get(username);
+        let Some(hash) = known.or(self.dummy_password_hash.as_ref()).cloned() else {
+            return Ok(false);
+        };
+        let ok = self
+            .clients
+            .verify_argon2(hash, password.to_owned())
+            .await?
+            && known.is_some();
+        if !ok {
+            self.rate_limits
+                .argon2_failed(&account, peer, self.rate_limits.now());
+        }
+        Ok(ok)
     }
 
     /// Refuses with 503 until the denylist completed its first sync: before
@@ -314,6 +352,10 @@ impl AppState {
         let metadata_json = metadata::document(&config, &keys, &clients).to_string();
         let rate_limits = RateLimits::new(&config.limits);
         let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
+        let sessions = session::Sessions::new(
+            &keys.derived_secret("pages session"),
+            config.issuer.starts_with("https://"),
+        );
         Ok(AppState(Arc::new(App {
             config,
             keys,
@@ -329,6 +371,7 @@ impl AppState {
             rate_limits,
             in_flight,
             request_ids: RequestIds::new(),
+            sessions,
         })))
     }
 
@@ -353,6 +396,20 @@ pub fn router(state: AppState) -> Router {
     let timeout = state.config.limits.request_timeout;
     Router::new()
         .route("/oauth2/token", post(token::token))
+        .route(
+            "/oauth2/authorize",
+            get(authorize::authorize_get).post(authorize::authorize_post),
+        )
+        .route("/account", get(account::account))
+        .route("/account/login", post(account::login))
+        .route(
+            "/account/apps/{client_id}/disconnect",
+            post(account::disconnect),
+        )
+        .route(
+            "/account/signout-everywhere",
+            post(account::sign_out_everywhere),
+        )
         .route("/oauth2/revoke", post(revoke::revoke))
         .route("/revoke", post(revoke::revoke))
         .route("/oauth2/introspect", post(introspect::introspect))
@@ -427,7 +484,9 @@ async fn observe(State(state): State<AppState>, mut req: Request, next: Next) ->
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0);
     if let Some(code) = code {
         state.metrics.token_errors.with_label_values(&[code]).inc();
-    } else if status.is_client_error() || status.is_server_error() {
+    } else if (status.is_client_error() || status.is_server_error())
+        && response.extensions().get::<pages::Page>().is_none()
+    {
         response = jsonify(response);
     }
     state

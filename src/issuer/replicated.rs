@@ -20,7 +20,7 @@ use crate::metrics::DenylistMetrics;
 use crate::rule::{Rule, RuleKey};
 use crate::signing::SigningKeys;
 use crate::store::redis::{Position, RedisStore, RedisStoreError, expire_forever};
-use crate::store::{RefreshUse, RevocationStore, StoreError, StoreFuture};
+use crate::store::{CodeUse, GrantRecord, RefreshUse, RevocationStore, StoreError, StoreFuture};
 use crate::subscriber::{Subscriber, SubscriberConfig};
 
 /// How often expired rules are swept out of Redis.
@@ -225,6 +225,70 @@ impl RevocationStore for ReplicatedStore {
         self.subscriber
             .as_ref()
             .is_none_or(|(subscriber, _)| subscriber.has_synced())
+    }
+
+    fn put_code<'a>(&'a self, code: &'a str, grant: &'a str, ttl: Duration) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.store
+                .put_code(code, grant, ttl)
+                .await
+                .map_err(|e| StoreError::caused_by("keeping an authorization code", e))
+        })
+    }
+
+    fn take_code<'a>(&'a self, code: &'a str, ttl: Duration) -> StoreFuture<'a, CodeUse> {
+        Box::pin(async move {
+            self.store
+                .take_code(code, ttl)
+                .await
+                .map_err(|e| StoreError::caused_by("spending an authorization code", e))
+        })
+    }
+
+    fn record_grant<'a>(
+        &'a self,
+        sub: &'a str,
+        client_id: &'a str,
+        record: &'a GrantRecord,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.store
+                .record_grant(sub, client_id, record, false)
+                .await
+                .map_err(|e| StoreError::caused_by("recording a connected app", e))
+        })
+    }
+
+    fn touch_grant<'a>(
+        &'a self,
+        sub: &'a str,
+        client_id: &'a str,
+        record: &'a GrantRecord,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.store
+                .record_grant(sub, client_id, record, true)
+                .await
+                .map_err(|e| StoreError::caused_by("updating a connected app", e))
+        })
+    }
+
+    fn grants<'a>(&'a self, sub: &'a str, now: u64) -> StoreFuture<'a, Vec<(String, GrantRecord)>> {
+        Box::pin(async move {
+            self.store
+                .grants(sub, now)
+                .await
+                .map_err(|e| StoreError::caused_by("listing connected apps", e))
+        })
+    }
+
+    fn forget_grant<'a>(&'a self, sub: &'a str, client_id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            self.store
+                .forget_grant(sub, client_id)
+                .await
+                .map_err(|e| StoreError::caused_by("forgetting a connected app", e))
+        })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

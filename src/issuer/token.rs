@@ -1,5 +1,5 @@
-//! `POST /oauth2/token`: `client_credentials`, `password` and
-//! `refresh_token` with rotation and reuse detection.
+//! `POST /oauth2/token`: `authorization_code` (with PKCE), `client_credentials`,
+//! `password` and `refresh_token` with rotation and reuse detection.
 //!
 //! Rotation: every refresh returns a new refresh token (same `sid`, new
 //! `jti`) and retires the presented one in the store. A retired refresh
@@ -26,7 +26,11 @@ use crate::clock;
 use crate::config::GrantType;
 use crate::crypto::random_id;
 use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey, TokenKeys};
-use crate::store::RefreshUse;
+use crate::store::{CodeUse, GrantRecord, RefreshUse};
+use base64::Engine;
+use subtle::ConstantTimeEq;
+
+use super::authorize::{CodeGrant, SPENT_CODE_TTL, is_pkce_value};
 
 /// RFC 6749 §5.1 success body.
 #[derive(Debug, Serialize)]
@@ -62,6 +66,7 @@ pub async fn token(
         "client_credentials" => GrantType::ClientCredentials,
         "password" => GrantType::Password,
         "refresh_token" => GrantType::RefreshToken,
+        "authorization_code" => GrantType::AuthorizationCode,
         _ => return Err(OAuthError::UnsupportedGrantType),
     };
     if !client.grants.contains(&grant) {
@@ -71,8 +76,9 @@ pub async fn token(
     }
     let response = match grant {
         GrantType::ClientCredentials => client_credentials(&state, &client, &form)?,
-        GrantType::Password => password(&state, &client, &form).await?,
+        GrantType::Password => password(&state, peer, &client, &form).await?,
         GrantType::RefreshToken => refresh(&state, &client, &form).await?,
+        GrantType::AuthorizationCode => authorization_code(&state, &client, &form).await?,
     };
     state
         .metrics
@@ -95,24 +101,14 @@ fn client_credentials(
 
 async fn password(
     state: &AppState,
+    peer: Peer,
     client: &Client,
     form: &OAuthForm,
 ) -> Result<TokenResponse, OAuthError> {
     let username = form.require("username")?;
     let password = form.require("password")?;
     let scope = granted_scope(form.get("scope"), &client.scopes, &client.default_scopes)?;
-    let known = state.users.get(username);
-    let hash = known
-        .or(state.dummy_password_hash.as_ref())
-        .ok_or(OAuthError::InvalidGrant(
-            "invalid resource owner credentials",
-        ))?
-        .clone();
-    let ok = state
-        .clients
-        .verify_argon2(hash, password.to_owned())
-        .await?;
-    if !ok || known.is_none() {
+    if !state.user_password_ok(peer, username, password).await? {
         return Err(OAuthError::InvalidGrant(
             "invalid resource owner credentials",
         ));
@@ -126,6 +122,106 @@ async fn password(
         Some(refresh_scope),
         &random_id()?,
     )
+}
+
+/// RFC 6749 §4.1.3: a code of this client, for this redirect URI, with
+/// the PKCE verifier of its challenge, once. A code presented again
+/// revokes the session it started.
+async fn authorization_code(
+    state: &AppState,
+    client: &Client,
+    form: &OAuthForm,
+) -> Result<TokenResponse, OAuthError> {
+    const BAD: OAuthError = OAuthError::InvalidGrant("invalid authorization code");
+    let code = form.require("code")?;
+    if code.len() > 256 {
+        return Err(BAD);
+    }
+    state.require_synced()?;
+    let grant: CodeGrant = match state.store.take_code(code, SPENT_CODE_TTL).await? {
+        CodeUse::Fresh(json) => serde_json::from_str(&json).map_err(OAuthError::internal)?,
+        CodeUse::Reused(json) => {
+            let grant: CodeGrant = serde_json::from_str(&json).map_err(OAuthError::internal)?;
+            return Err(code_reused(state, client, &grant).await);
+        }
+        CodeUse::Unknown => return Err(BAD),
+    };
+    if grant.client_id != client.id {
+        return Err(BAD);
+    }
+    if form.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
+        return Err(OAuthError::InvalidGrant(
+            "redirect_uri does not match the authorization request",
+        ));
+    }
+    match (&grant.code_challenge, form.get("code_verifier")) {
+        (Some(challenge), Some(verifier)) if is_pkce_value(verifier) => {
+            let digest = crate::crypto::sha256(verifier.as_bytes());
+            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+            if !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
+                return Err(OAuthError::InvalidGrant("code_verifier does not match"));
+            }
+        }
+        (Some(_), _) => {
+            return Err(OAuthError::InvalidGrant(
+                "code_verifier is missing or malformed",
+            ));
+        }
+        (None, Some(_)) => return Err(OAuthError::InvalidGrant("no code_challenge was sent")),
+        (None, None) => {}
+    }
+    let audience = if grant.audience.is_empty() {
+        client.audience.clone()
+    } else {
+        Audience::from_list(&grant.audience)
+    };
+    let refresh_scope = client
+        .grants
+        .contains(&GrantType::RefreshToken)
+        .then(|| grant.scope.clone());
+    let response = issue_for(
+        state,
+        client,
+        &grant.sub,
+        (grant.scope.clone(), refresh_scope),
+        &grant.sid,
+        &audience,
+    )?;
+    let now = clock::now_secs();
+    let record = GrantRecord {
+        scope: grant.scope.clone(),
+        first_authorized: now,
+        last_refreshed: now,
+        expires_at: now.saturating_add(client.refresh_ttl.max(client.access_ttl)),
+    };
+    if let Err(error) = state
+        .store
+        .record_grant(&grant.sub, &client.id, &record)
+        .await
+    {
+        let error = crate::error::Chain(&error);
+        tracing::warn!(%error, client_id = %client.id, "recording a connected app");
+    }
+    Ok(response)
+}
+
+/// A code presented twice: the session it started dies (RFC 6749 §4.1.2).
+async fn code_reused(state: &AppState, client: &Client, grant: &CodeGrant) -> OAuthError {
+    let rule = Rule {
+        key: RuleKey::Sid(grant.sid.clone()),
+        revoked_before: RevokedBefore::All,
+        expires_at: clock::now_secs().saturating_add(client.access_ttl.max(client.refresh_ttl)),
+    };
+    if let Err(error) = state.store.revoke(rule).await {
+        return error.into();
+    }
+    state
+        .metrics
+        .revocations
+        .with_label_values(&[KeyKind::Sid.as_str(), "code_reuse"])
+        .inc();
+    tracing::warn!(client_id = %client.id, "authorization code reused: its session revoked");
+    OAuthError::InvalidGrant("authorization code already used: its tokens are revoked")
 }
 
 async fn refresh(
@@ -212,6 +308,17 @@ async fn refresh(
         let error = crate::error::Chain(&error);
         tracing::warn!(%error, client_id = %client.id, "retiring a rotated refresh token");
     }
+    // A connected app's record follows its latest refresh token.
+    let record = GrantRecord {
+        scope: allowed.join(" "),
+        first_authorized: now,
+        last_refreshed: now,
+        expires_at: now.saturating_add(client.refresh_ttl),
+    };
+    if let Err(error) = state.store.touch_grant(&old.sub, &client.id, &record).await {
+        let error = crate::error::Chain(&error);
+        tracing::warn!(%error, client_id = %client.id, "updating a connected app");
+    }
     Ok(response)
 }
 
@@ -247,6 +354,25 @@ fn issue(
     refresh_scope: Option<String>,
     sid: &str,
 ) -> Result<TokenResponse, OAuthError> {
+    issue_for(
+        state,
+        client,
+        sub,
+        (scope, refresh_scope),
+        sid,
+        &client.audience,
+    )
+}
+
+/// [`issue`] with the access token's audience given (RFC 8707 narrows it).
+fn issue_for(
+    state: &AppState,
+    client: &Client,
+    sub: &str,
+    (scope, refresh_scope): (String, Option<String>),
+    sid: &str,
+    audience: &Audience,
+) -> Result<TokenResponse, OAuthError> {
     let now = clock::now_secs();
     let jti = random_id()?;
     let keys = TokenKeys {
@@ -266,7 +392,7 @@ fn issue(
     let access = Claims {
         iss: issuer.clone(),
         sub: sub.to_owned(),
-        aud: client.audience.clone(),
+        aud: audience.clone(),
         client_id: client.id.clone(),
         scope,
         iat: now,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::grants::{CodeUse, GrantRecord};
 use super::{RefreshUse, RevocationStore, StoreFuture};
 use crate::clock;
 use crate::denylist::Denylist;
@@ -17,6 +18,17 @@ use crate::rule::{Rule, RuleKey};
 pub struct MemoryStore {
     denylist: Denylist,
     used: Arc<Mutex<UsedMarkers>>,
+    apps: Arc<Mutex<Apps>>,
+}
+
+/// Authorization codes and connected apps (a plain mutex: a login or a
+/// refresh is rare next to the denylist reads, which take no lock here).
+#[derive(Default)]
+struct Apps {
+    /// Code digest → (what it was for, until when, spent).
+    codes: HashMap<[u8; 32], (String, u64, bool)>,
+    /// sub → client id → record.
+    grants: HashMap<String, HashMap<String, GrantRecord>>,
 }
 
 /// Claimed refresh-token jtis: until when the marker stays, and the claim.
@@ -49,6 +61,45 @@ impl MemoryStore {
                 expires: HashMap::new(),
                 sweep_at: 1024,
             })),
+            apps: Arc::default(),
+        }
+    }
+
+    fn apps(&self) -> std::sync::MutexGuard<'_, Apps> {
+        self.apps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn take(&self, code: &str, ttl: Duration, now: u64) -> CodeUse {
+        let mut apps = self.apps();
+        apps.codes.retain(|_, (_, until, _)| *until > now);
+        match apps.codes.get_mut(&crate::crypto::sha256(code.as_bytes())) {
+            Some((grant, until, spent)) if *spent => {
+                *until = now.saturating_add(ttl.as_secs().max(1));
+                CodeUse::Reused(grant.clone())
+            }
+            Some((grant, until, spent)) => {
+                *spent = true;
+                *until = now.saturating_add(ttl.as_secs().max(1));
+                CodeUse::Fresh(grant.clone())
+            }
+            None => CodeUse::Unknown,
+        }
+    }
+
+    fn record(&self, sub: &str, client_id: &str, record: &GrantRecord, only_if_known: bool) {
+        let mut apps = self.apps();
+        let now = clock::now_secs();
+        let mine = apps.grants.entry(sub.to_owned()).or_default();
+        mine.retain(|_, record| record.expires_at > now);
+        match mine.get_mut(client_id) {
+            Some(old) => *old = old.merged(record),
+            None if only_if_known => {}
+            None => {
+                mine.insert(client_id.to_owned(), record.clone());
+            }
+        }
+        if mine.is_empty() {
+            apps.grants.remove(sub);
         }
     }
 
@@ -117,6 +168,64 @@ impl RevocationStore for MemoryStore {
         Box::pin(async move { Ok(confirmed) })
     }
 
+    fn put_code<'a>(&'a self, code: &'a str, grant: &'a str, ttl: Duration) -> StoreFuture<'a, ()> {
+        let until = clock::now_secs().saturating_add(ttl.as_secs().max(1));
+        let digest = crate::crypto::sha256(code.as_bytes());
+        self.apps()
+            .codes
+            .insert(digest, (grant.to_owned(), until, false));
+        Box::pin(async { Ok(()) })
+    }
+
+    fn take_code<'a>(&'a self, code: &'a str, ttl: Duration) -> StoreFuture<'a, CodeUse> {
+        let found = self.take(code, ttl, clock::now_secs());
+        Box::pin(async move { Ok(found) })
+    }
+
+    fn record_grant<'a>(
+        &'a self,
+        sub: &'a str,
+        client_id: &'a str,
+        record: &'a GrantRecord,
+    ) -> StoreFuture<'a, ()> {
+        self.record(sub, client_id, record, false);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn touch_grant<'a>(
+        &'a self,
+        sub: &'a str,
+        client_id: &'a str,
+        record: &'a GrantRecord,
+    ) -> StoreFuture<'a, ()> {
+        self.record(sub, client_id, record, true);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn grants<'a>(&'a self, sub: &'a str, now: u64) -> StoreFuture<'a, Vec<(String, GrantRecord)>> {
+        let mut list: Vec<(String, GrantRecord)> = self
+            .apps()
+            .grants
+            .get(sub)
+            .into_iter()
+            .flatten()
+            .filter(|(_, record)| record.expires_at > now)
+            .map(|(client, record)| (client.clone(), record.clone()))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        Box::pin(async move { Ok(list) })
+    }
+
+    fn forget_grant<'a>(&'a self, sub: &'a str, client_id: &'a str) -> StoreFuture<'a, bool> {
+        let mut apps = self.apps();
+        let forgotten = apps
+            .grants
+            .get_mut(sub)
+            .is_some_and(|mine| mine.remove(client_id).is_some());
+        drop(apps);
+        Box::pin(async move { Ok(forgotten) })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
@@ -167,6 +276,50 @@ mod tests {
         assert!(!store.confirm("j", "a1"), "superseded");
         assert!(store.confirm("j", "a2"));
         assert_eq!(store.claim("j", "a3", ttl, 102), RefreshUse::Reused);
+    }
+
+    #[test]
+    fn a_code_is_fresh_once_then_reused_and_unknown_codes_are_unknown() {
+        let store = MemoryStore::new(Denylist::new());
+        let ttl = Duration::from_secs(60);
+        store
+            .apps()
+            .codes
+            .insert(crate::crypto::sha256(b"c1"), ("g".into(), 1000, false));
+        assert_eq!(store.take("c1", ttl, 100), CodeUse::Fresh("g".into()));
+        assert_eq!(store.take("c1", ttl, 101), CodeUse::Reused("g".into()));
+        assert_eq!(store.take("c2", ttl, 101), CodeUse::Unknown);
+        assert_eq!(store.take("c1", ttl, 10_000), CodeUse::Unknown, "expired");
+    }
+
+    #[tokio::test]
+    async fn a_grant_keeps_its_first_authorization_and_touch_never_creates_one() {
+        let store = MemoryStore::new(Denylist::new());
+        let now = clock::now_secs();
+        let record = |first, last| GrantRecord {
+            scope: "read".into(),
+            first_authorized: first,
+            last_refreshed: last,
+            expires_at: now + 100,
+        };
+        store
+            .touch_grant("alice", "app", &record(now, now))
+            .await
+            .unwrap();
+        assert!(store.grants("alice", now).await.unwrap().is_empty());
+        store
+            .record_grant("alice", "app", &record(now - 5, now - 5))
+            .await
+            .unwrap();
+        store
+            .touch_grant("alice", "app", &record(now, now))
+            .await
+            .unwrap();
+        let list = store.grants("alice", now).await.unwrap();
+        assert_eq!(list, vec![("app".to_owned(), record(now - 5, now))]);
+        assert!(store.grants("bob", now).await.unwrap().is_empty());
+        assert!(store.forget_grant("alice", "app").await.unwrap());
+        assert!(!store.forget_grant("alice", "app").await.unwrap());
     }
 
     #[test]

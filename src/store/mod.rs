@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use crate::error::BoxError;
 use crate::rule::{Rule, RuleKey};
+pub use grants::{CodeUse, GrantRecord};
 
+pub mod grants;
 mod link;
 pub mod memory;
 pub mod redis;
@@ -112,6 +114,38 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// claim was still `attempt`'s (it is now final), `false` when a later
     /// attempt took it over (this one must not answer its tokens).
     fn confirm_refresh<'a>(&'a self, jti: &'a str, attempt: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Keeps a one-time authorization code (the key is the code's digest)
+    /// with what it was issued for, for `ttl`.
+    fn put_code<'a>(&'a self, code: &'a str, grant: &'a str, ttl: Duration) -> StoreFuture<'a, ()>;
+
+    /// Spends a code, atomically: the first presentation gets
+    /// [`CodeUse::Fresh`], later ones [`CodeUse::Reused`] (for the code's
+    /// lifetime again).
+    fn take_code<'a>(&'a self, code: &'a str, ttl: Duration) -> StoreFuture<'a, CodeUse>;
+
+    /// Records that `sub` connected `client_id` (or used it again), keeping
+    /// the first authorization's time.
+    fn record_grant<'a>(
+        &'a self,
+        sub: &'a str,
+        client_id: &'a str,
+        record: &'a GrantRecord,
+    ) -> StoreFuture<'a, ()>;
+
+    /// Updates the record of (`sub`, `client_id`) if there is one (a refresh).
+    fn touch_grant<'a>(
+        &'a self,
+        sub: &'a str,
+        client_id: &'a str,
+        record: &'a GrantRecord,
+    ) -> StoreFuture<'a, ()>;
+
+    /// `sub`'s connected apps that have not expired at `now`, by client id.
+    fn grants<'a>(&'a self, sub: &'a str, now: u64) -> StoreFuture<'a, Vec<(String, GrantRecord)>>;
+
+    /// Forgets (`sub`, `client_id`); `true` when it was recorded.
+    fn forget_grant<'a>(&'a self, sub: &'a str, client_id: &'a str) -> StoreFuture<'a, bool>;
 
     /// Whether the store is reachable (readiness).
     fn ping(&self) -> StoreFuture<'_, ()>;

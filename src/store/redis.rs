@@ -28,6 +28,7 @@ use crate::follow::{HISTORY_WINDOW, SyncReply};
 use crate::rule::{RevokedBefore, Rule, RuleKey};
 
 use super::RefreshUse;
+use super::grants::{CodeUse, GrantRecord};
 use super::link::{Connection, Link};
 pub use super::link::{Topology, TopologyError};
 
@@ -101,6 +102,10 @@ pub struct KeyNames {
     pub used: String,
     /// `{prefix}:events`
     pub channel: String,
+    /// `{prefix}:code:` (followed by the SHA-256 hex of an authorization code)
+    pub code: String,
+    /// `{prefix}:grants:` (followed by a user's `sub`): their connected apps
+    pub grants: String,
 }
 
 impl KeyNames {
@@ -115,6 +120,8 @@ impl KeyNames {
             log: format!("{tag}:log"),
             used: format!("{tag}:used:"),
             channel: format!("{tag}:events"),
+            code: format!("{tag}:code:"),
+            grants: format!("{tag}:grants:"),
         }
     }
 
@@ -181,6 +188,8 @@ struct Scripts {
     snapshot: Script,
     expire: Script,
     refresh: Script,
+    code: Script,
+    grant: Script,
 }
 
 /// A handle on revokd's data in one Redis topology. Cheap to clone: the
@@ -236,6 +245,8 @@ impl RedisStore {
                 snapshot: Script::new(include_str!("lua/snapshot.lua")),
                 expire: Script::new(include_str!("lua/expire.lua")),
                 refresh: Script::new(include_str!("lua/refresh.lua")),
+                code: Script::new(include_str!("lua/code.lua")),
+                grant: Script::new(include_str!("lua/grant.lua")),
             }),
             options: std::sync::Arc::new(options),
             topology: std::sync::Arc::new(topology),
@@ -419,6 +430,106 @@ impl RedisStore {
             .arg(ttl_ms);
         let mut connection = self.connection().await?;
         self.bounded(invocation.invoke_async(&mut connection)).await
+    }
+
+    /// Keeps an authorization code for `ttl` (its key is the code's digest:
+    /// Redis never holds a usable code).
+    pub async fn put_code(
+        &self,
+        code: &str,
+        grant: &str,
+        ttl: Duration,
+    ) -> Result<(), RedisStoreError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = self.connection().await?;
+        let key = self.code_key(code);
+        self.bounded(
+            connection.set_options::<_, _, ()>(
+                key,
+                format!("fresh:{grant}"),
+                redis::SetOptions::default()
+                    .conditional_set(redis::ExistenceCheck::NX)
+                    .with_expiration(redis::SetExpiry::PX(ttl_ms)),
+            ),
+        )
+        .await
+    }
+
+    /// Spends a code (see [`CodeUse`]): one atomic script.
+    pub async fn take_code(&self, code: &str, ttl: Duration) -> Result<CodeUse, RedisStoreError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.scripts.code.prepare_invoke();
+        invocation.key(self.code_key(code)).arg(ttl_ms);
+        let mut connection = self.connection().await?;
+        let (found, grant): (String, String) = self
+            .bounded(invocation.invoke_async(&mut connection))
+            .await?;
+        match found.as_str() {
+            "fresh" => Ok(CodeUse::Fresh(grant)),
+            "reused" => Ok(CodeUse::Reused(grant)),
+            "unknown" => Ok(CodeUse::Unknown),
+            other => Err(RedisStoreError::Corrupt(format!("code use {other:?}"))),
+        }
+    }
+
+    fn code_key(&self, code: &str) -> String {
+        let digest = crate::crypto::sha256(code.as_bytes());
+        format!("{}{}", self.keys.code, crate::crypto::hex(&digest))
+    }
+
+    /// Records (or, with `only_if_known`, updates) a connected app.
+    pub async fn record_grant(
+        &self,
+        sub: &str,
+        client_id: &str,
+        record: &GrantRecord,
+        only_if_known: bool,
+    ) -> Result<(), RedisStoreError> {
+        let json = serde_json::to_string(record)
+            .map_err(|e| RedisStoreError::Corrupt(format!("grant record: {e}")))?;
+        let mut invocation = self.scripts.grant.prepare_invoke();
+        invocation
+            .key(format!("{}{sub}", self.keys.grants))
+            .arg(client_id)
+            .arg(json)
+            .arg(record.expires_at.saturating_mul(1000))
+            .arg(if only_if_known { "touch" } else { "record" });
+        let mut connection = self.connection().await?;
+        let _: u64 = self
+            .bounded(invocation.invoke_async(&mut connection))
+            .await?;
+        Ok(())
+    }
+
+    /// `sub`'s connected apps not expired at `now`, by client id.
+    pub async fn grants(
+        &self,
+        sub: &str,
+        now: u64,
+    ) -> Result<Vec<(String, GrantRecord)>, RedisStoreError> {
+        let mut connection = self.connection().await?;
+        let all: Vec<(String, String)> = self
+            .bounded(connection.hgetall(format!("{}{sub}", self.keys.grants)))
+            .await?;
+        let mut list = Vec::with_capacity(all.len());
+        for (client, json) in all {
+            let record: GrantRecord = serde_json::from_str(&json)
+                .map_err(|e| RedisStoreError::Corrupt(format!("grant record: {e}")))?;
+            if record.expires_at > now {
+                list.push((client, record));
+            }
+        }
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(list)
+    }
+
+    /// Forgets a connected app; `true` when it was recorded.
+    pub async fn forget_grant(&self, sub: &str, client_id: &str) -> Result<bool, RedisStoreError> {
+        let mut connection = self.connection().await?;
+        let removed: u64 = self
+            .bounded(connection.hdel(format!("{}{sub}", self.keys.grants), client_id))
+            .await?;
+        Ok(removed > 0)
     }
 
     /// Drops up to `limit` rules that expired at `now`; returns how many.

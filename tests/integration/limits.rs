@@ -222,6 +222,9 @@ pub fn add_slowhash(config: &mut revokd::config::Config) {
         audience: vec![],
         access_ttl: None,
         refresh_ttl: None,
+        name: None,
+        redirect_uris: vec![],
+        public: false,
     });
 }
 

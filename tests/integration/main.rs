@@ -29,6 +29,7 @@ mod sentinel;
 mod cluster;
 
 mod admin;
+mod apps;
 mod cli;
 mod deploy;
 mod forked;

@@ -30,10 +30,19 @@ async fn metadata_lists_every_endpoint_grant_method_and_alg() {
     assert_eq!(doc["jwks_uri"], format!("{base}/.well-known/jwks.json"));
     assert_eq!(
         doc["grant_types_supported"],
-        serde_json::json!(["client_credentials", "password", "refresh_token"])
+        serde_json::json!([
+            "authorization_code",
+            "client_credentials",
+            "password",
+            "refresh_token"
+        ])
+    );
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"],
+        serde_json::json!(["client_secret_basic", "client_secret_post", "none"]),
+        "public clients (PKCE) authenticate with none"
     );
     for field in [
-        "token_endpoint_auth_methods_supported",
         "revocation_endpoint_auth_methods_supported",
         "introspection_endpoint_auth_methods_supported",
     ] {

@@ -135,9 +135,19 @@ pub async fn start_on_store(
     keys: SigningKeys,
     store: impl FnOnce(&mut revokd::config::StoreConfig),
 ) -> (Server, issuer::replicated::Replication) {
+    start_replicated_with(issuer, keys, |config| store(&mut config.store)).await
+}
+
+/// Starts an issuer replicating through the Redis topology that `tweak`
+/// sets in its configuration (which it may change otherwise too).
+pub async fn start_replicated_with(
+    issuer: &str,
+    keys: SigningKeys,
+    tweak: impl FnOnce(&mut Config),
+) -> (Server, issuer::replicated::Replication) {
     let (listener, _) = loopback::listener().await;
     let mut config = config(issuer);
-    store(&mut config.store);
+    tweak(&mut config);
     config.validate().unwrap();
     let (state, replication) =
         issuer::replicated::on_redis(config, keys, Duration::from_secs(2)).unwrap();

@@ -1,0 +1,649 @@
+//! Third-party apps: the authorization code flow with PKCE through the
+//! login and consent pages, the token exchange, and `/account`, driven by
+//! a real HTTP client against a real issuer on 127.0.0.1 (cookies and
+//! forms handled as a browser would, without JavaScript).
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use revokd::config::{ClientConfig, GrantType};
+use revokd::signing::{SigningAlg, SigningKeys};
+use serde_json::Value;
+
+use crate::loopback;
+use crate::redis_server::RedisServer;
+use crate::support::{ALICE, Server, start_replicated_with, start_with};
+
+/// A public app (an MCP client, say): no secret, PKCE required.
+const APP: &str = "notes-app";
+/// Its registered redirect URI (nothing listens there: the test reads the
+/// redirect).
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+async fn issuer() -> Server {
+    start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), add_app).await
+}
+
+/// Registers [`APP`].
+fn add_app(c: &mut revokd::config::Config) {
+    c.clients.push(ClientConfig {
+        id: APP.into(),
+        secret_hash: String::new(),
+        name: Some("Notes <App>".into()),
+        redirect_uris: vec![REDIRECT.into()],
+        public: true,
+        grants: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+        scopes: vec!["read".into(), "write".into()],
+        default_scopes: Some(vec!["read".into()]),
+        audience: vec!["api".into(), "https://mcp.example".into()],
+        access_ttl: None,
+        refresh_ttl: None,
+    });
+}
+
+/// A browser: remembers cookies, never follows redirects.
+struct Browser {
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            assert!(
+                attributes.contains("HttpOnly") && attributes.contains("SameSite=Lax"),
+                "{text}"
+            );
+            if attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    async fn get(&mut self, url: &str) -> (u16, HashMap<String, String>, String) {
+        let response = self
+            .http
+            .get(url)
+            .header("cookie", self.cookie_header())
+            .send()
+            .await
+            .unwrap();
+        self.read(response).await
+    }
+
+    async fn post(
+        &mut self,
+        url: &str,
+        form: &[(String, String)],
+    ) -> (u16, HashMap<String, String>, String) {
+        let response = self
+            .http
+            .post(url)
+            .header("cookie", self.cookie_header())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        self.read(response).await
+    }
+
+    async fn read(
+        &mut self,
+        response: reqwest::Response,
+    ) -> (u16, HashMap<String, String>, String) {
+        self.keep_cookies(&response);
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    v.to_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        (status, headers, response.text().await.unwrap())
+    }
+}
+
+/// The hidden and named inputs of the page's first form, as a browser
+/// would post them (buttons excluded).
+fn form_fields(html: &str) -> Vec<(String, String)> {
+    let form = &html[html.find("<form").expect("a form")..];
+    let form = &form[..form.find("</form>").unwrap()];
+    form.split("<input")
+        .skip(1)
+        .filter_map(|input| {
+            let attr = |name: &str| {
+                let start = input.find(&format!("{name}=\""))? + name.len() + 2;
+                let end = input[start..].find('"')? + start;
+                Some(unescape(&input[start..end]))
+            };
+            (attr("type").as_deref() == Some("hidden"))
+                .then(|| (attr("name").unwrap(), attr("value").unwrap()))
+        })
+        .collect()
+}
+
+fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+fn with(mut fields: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    fields.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    fields
+}
+
+/// A PKCE pair: verifier and its S256 challenge.
+fn pkce() -> (String, String) {
+    let verifier = format!(
+        "{}-verifier-{}",
+        "v".repeat(40),
+        revokd::clock::now_millis()
+    );
+    let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    (verifier, challenge)
+}
+
+fn authorize_url(server: &Server, challenge: &str, extra: &str) -> String {
+    format!(
+        "{}/oauth2/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=read%20write\
+         &state=st%26ate&code_challenge={challenge}&code_challenge_method=S256{extra}",
+        server.base,
+        urlencode(REDIRECT),
+    )
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The query parameters of a redirect `Location`.
+fn redirect_params(location: &str) -> HashMap<String, String> {
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let query = location.split_once('?').unwrap().1;
+    query
+        .split('&')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap();
+            (k.to_owned(), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            out.push(u8::from_str_radix(&text[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Login then consent as `user`: the code's redirect parameters.
+async fn approve(
+    browser: &mut Browser,
+    server: &Server,
+    user: (&str, &str),
+    challenge: &str,
+) -> HashMap<String, String> {
+    let (status, _, mut consent) = browser.get(&authorize_url(server, challenge, "")).await;
+    assert_eq!(status, 200);
+    let url = format!("{}/oauth2/authorize", server.base);
+    if consent.contains("name=\"password\"") {
+        // Not signed in yet: the login page first.
+        let login = consent;
+        assert!(login.contains("name=\"username\""), "{login}");
+        assert!(
+            login.contains("<label for=\"username\">"),
+            "labelled inputs"
+        );
+        let fields = with(
+            form_fields(&login),
+            &[
+                ("action", "login"),
+                ("username", user.0),
+                ("password", user.1),
+            ],
+        );
+        let (status, headers, page) = browser.post(&url, &fields).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(headers["content-security-policy"].contains("frame-ancestors 'none'"));
+        consent = page;
+    }
+    assert!(
+        consent.contains("Notes &lt;App&gt;"),
+        "the app's name, escaped: {consent}"
+    );
+    assert!(consent.contains("value=\"approve\"") && consent.contains("value=\"deny\""));
+    let fields = with(form_fields(&consent), &[("decision", "approve")]);
+    let (status, headers, _) = browser.post(&url, &fields).await;
+    assert_eq!(status, 303);
+    redirect_params(&headers["location"])
+}
+
+async fn exchange(server: &Server, code: &str, verifier: &str) -> (u16, Value) {
+    let response = loopback::client(std::time::Duration::from_secs(10))
+        .post(format!("{}/oauth2/token", server.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", APP),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_user_connects_an_app_with_pkce_and_a_reused_code_revokes_what_it_issued() {
+    let server = issuer().await;
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new();
+    let params = approve(&mut browser, &server, ALICE, &challenge).await;
+    assert_eq!(params["state"], "st&ate");
+    assert_eq!(params["iss"], server.base, "RFC 9207");
+
+    let (status, tokens) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(tokens["refresh_token"].is_string());
+    assert_eq!(tokens["scope"], "read write");
+    let introspected = server.introspect(access).await;
+    assert_eq!(introspected["active"], true);
+    assert_eq!(introspected["sub"], "alice");
+    assert_eq!(introspected["client_id"], APP);
+
+    // The code again: refused, and what it issued dies with it.
+    let (status, body) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(
+        !server.active(access).await,
+        "the session the code started is revoked"
+    );
+}
+
+#[tokio::test]
+async fn a_wrong_verifier_another_redirect_or_a_missing_verifier_gets_nothing() {
+    let server = issuer().await;
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new();
+    let params = approve(&mut browser, &server, ALICE, &challenge).await;
+    let (status, body) = exchange(&server, &params["code"], &format!("{verifier}x")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    // Spent by that attempt: even the right verifier now finds a used code.
+    let (status, _) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(status, 400);
+
+    let params = approve(&mut browser, &server, ALICE, &challenge).await;
+    let response = loopback::client(std::time::Duration::from_secs(10))
+        .post(format!("{}/oauth2/token", server.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", APP),
+            ("code", params["code"].as_str()),
+            ("redirect_uri", "http://127.0.0.1:9/elsewhere"),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let (status, body) = exchange(&server, "never-issued", &verifier).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+}
+
+#[tokio::test]
+async fn requests_refused_before_the_redirect_is_trusted_get_a_page_and_after_a_redirect() {
+    let server = issuer().await;
+    let mut browser = Browser::new();
+    let (_, challenge) = pkce();
+    // Unknown client, unregistered redirect URI: a page, never a redirect.
+    for url in [
+        format!(
+            "{}/oauth2/authorize?response_type=code&client_id=nobody&redirect_uri={}",
+            server.base,
+            urlencode(REDIRECT)
+        ),
+        format!(
+            "{}/oauth2/authorize?response_type=code&client_id={APP}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+            server.base,
+            urlencode("https://evil.example/callback")
+        ),
+    ] {
+        let (status, headers, page) = browser.get(&url).await;
+        assert_eq!(status, 400, "{url}");
+        assert!(!headers.contains_key("location"), "{url}");
+        assert!(page.contains("role=\"alert\""), "{page}");
+    }
+    // A public client without PKCE, plain PKCE, a scope it may not have, a
+    // resource it may not reach: an error redirect with the state and iss.
+    let base = format!(
+        "{}/oauth2/authorize?response_type=code&client_id={APP}&redirect_uri={}&state=s1",
+        server.base,
+        urlencode(REDIRECT)
+    );
+    for (extra, error) in [
+        (String::new(), "invalid_request"),
+        (
+            format!("&code_challenge={challenge}&code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (
+            format!("&code_challenge={challenge}&code_challenge_method=S256&scope=admin"),
+            "invalid_scope",
+        ),
+        (
+            format!(
+                "&code_challenge={challenge}&code_challenge_method=S256&resource=https%3A%2F%2Fother"
+            ),
+            "invalid_target",
+        ),
+    ] {
+        let (status, headers, _) = browser.get(&format!("{base}{extra}")).await;
+        assert_eq!(status, 303, "{extra}");
+        let params = redirect_params(&headers["location"]);
+        assert_eq!(params["error"], error, "{extra}");
+        assert_eq!(params["state"], "s1");
+        assert_eq!(params["iss"], server.base);
+    }
+}
+
+#[tokio::test]
+async fn forms_without_their_csrf_token_change_nothing_and_deny_is_access_denied() {
+    let server = issuer().await;
+    let (_, challenge) = pkce();
+    let mut browser = Browser::new();
+    let url = format!("{}/oauth2/authorize", server.base);
+    let (_, _, login) = browser.get(&authorize_url(&server, &challenge, "")).await;
+    // A login post without the token (a cross-site form): refused.
+    let fields: Vec<_> = form_fields(&login)
+        .into_iter()
+        .filter(|(k, _)| k != "csrf")
+        .collect();
+    let fields = with(
+        fields,
+        &[
+            ("action", "login"),
+            ("username", ALICE.0),
+            ("password", ALICE.1),
+        ],
+    );
+    let (status, _, _) = browser.post(&url, &fields).await;
+    assert_eq!(status, 403);
+    assert!(!browser.cookies.contains_key("revokd_session"));
+    // Wrong password: the login page again, no session.
+    let (_, _, login) = browser.get(&authorize_url(&server, &challenge, "")).await;
+    let fields = with(
+        form_fields(&login),
+        &[
+            ("action", "login"),
+            ("username", ALICE.0),
+            ("password", "wrong"),
+        ],
+    );
+    let (status, _, page) = browser.post(&url, &fields).await;
+    assert_eq!(status, 401);
+    assert!(page.contains("Wrong username or password"));
+    assert!(!browser.cookies.contains_key("revokd_session"));
+    // Signed in; a consent post without the token is refused, deny is a
+    // redirect with access_denied.
+    let fields = with(
+        form_fields(&page),
+        &[
+            ("action", "login"),
+            ("username", ALICE.0),
+            ("password", ALICE.1),
+        ],
+    );
+    let (status, _, consent) = browser.post(&url, &fields).await;
+    assert_eq!(status, 200);
+    let no_csrf: Vec<_> = form_fields(&consent)
+        .into_iter()
+        .filter(|(k, _)| k != "csrf")
+        .collect();
+    let (status, headers, _) = browser
+        .post(&url, &with(no_csrf, &[("decision", "approve")]))
+        .await;
+    assert_eq!(status, 403);
+    assert!(!headers.contains_key("location"));
+    let (status, headers, _) = browser
+        .post(&url, &with(form_fields(&consent), &[("decision", "deny")]))
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        redirect_params(&headers["location"])["error"],
+        "access_denied"
+    );
+}
+
+#[tokio::test]
+async fn the_account_page_lists_the_app_and_disconnect_revokes_only_that_users_tokens() {
+    let server = issuer().await;
+    let (verifier, challenge) = pkce();
+    let mut alice = Browser::new();
+    let params = approve(&mut alice, &server, ALICE, &challenge).await;
+    let (_, alice_tokens) = exchange(&server, &params["code"], &verifier).await;
+    let mut bob = Browser::new();
+    let params = approve(&mut bob, &server, ("bob", "bob-password"), &challenge).await;
+    let (_, bob_tokens) = exchange(&server, &params["code"], &verifier).await;
+    let alice_access = alice_tokens["access_token"].as_str().unwrap();
+    let bob_access = bob_tokens["access_token"].as_str().unwrap();
+
+    let account = format!("{}/account", server.base);
+    let (status, _, page) = alice.get(&account).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("Notes &lt;App&gt;") && page.contains("read write"),
+        "{page}"
+    );
+    let disconnect = page
+        .find(&format!("/account/apps/{APP}/disconnect"))
+        .expect("a Disconnect form");
+    let form = &page[page[..disconnect].rfind("<form").unwrap()..];
+    let (status, headers, _) = alice
+        .post(
+            &format!("{}/account/apps/{APP}/disconnect", server.base),
+            &form_fields(form),
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/account");
+    assert!(
+        !server.active(alice_access).await,
+        "alice's token for the app is revoked"
+    );
+    assert!(server.active(bob_access).await, "bob's grant is untouched");
+    let (_, _, page) = alice.get(&account).await;
+    assert!(page.contains("No application is connected"), "{page}");
+
+    // Alice can connect the app again later (the rule covers tokens issued
+    // up to the second of the disconnect).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let params = approve(&mut alice, &server, ALICE, &challenge).await;
+    let (status, tokens) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(status, 200);
+    assert!(
+        server
+            .active(tokens["access_token"].as_str().unwrap())
+            .await
+    );
+
+    // A forged disconnect (no token) for bob's app changes nothing.
+    let (status, _, _) = bob
+        .post(
+            &format!("{}/account/apps/{APP}/disconnect", server.base),
+            &[],
+        )
+        .await;
+    assert_eq!(status, 403);
+    assert!(server.active(bob_access).await);
+
+    // Sign out everywhere: every token of bob dies, and the session ends.
+    let (_, _, page) = bob.get(&account).await;
+    let at = page.find("/account/signout-everywhere").unwrap();
+    let form = &page[page[..at].rfind("<form").unwrap()..];
+    let (status, _, _) = bob
+        .post(
+            &format!("{}/account/signout-everywhere", server.base),
+            &form_fields(form),
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(!server.active(bob_access).await);
+    assert!(!bob.cookies.contains_key("revokd_session"));
+}
+
+#[tokio::test]
+async fn the_metadata_lists_the_authorization_endpoint_and_pkce() {
+    let server = issuer().await;
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        server.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        metadata["authorization_endpoint"],
+        format!("{}/oauth2/authorize", server.base)
+    );
+    assert_eq!(metadata["code_challenge_methods_supported"][0], "S256");
+    assert_eq!(metadata["response_types_supported"][0], "code");
+    assert!(
+        metadata["grant_types_supported"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "authorization_code")
+    );
+    assert_eq!(
+        metadata["authorization_response_iss_parameter_supported"],
+        true
+    );
+}
+
+/// Two issuers on one Redis: a code issued at A is spent at B, spent again
+/// at A (reuse, the session revoked), the app listed and disconnected at B
+/// with A's session cookie: codes, records and sessions are shared.
+#[tokio::test]
+async fn codes_grants_and_sessions_are_shared_by_issuers_on_one_redis() {
+    let redis = RedisServer::start();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
+    let iss = "https://auth.apps.test";
+    let with_redis = |c: &mut revokd::config::Config| {
+        add_app(c);
+        c.store.redis_url = Some(redis.url());
+    };
+    let (a, _ra) = start_replicated_with(iss, keys.clone(), with_redis).await;
+    let (b, _rb) = start_replicated_with(iss, keys, with_redis).await;
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new();
+    let params = approve(&mut browser, &a, ALICE, &challenge).await;
+    assert_eq!(params["iss"], iss);
+    let (status, tokens) = exchange(&b, &params["code"], &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(a.active(access).await && b.active(access).await);
+    let (status, _) = exchange(&a, &params["code"], &verifier).await;
+    assert_eq!(status, 400);
+    assert!(
+        !a.active(access).await && !b.active(access).await,
+        "reuse revoked it everywhere"
+    );
+
+    let params = approve(&mut browser, &a, ALICE, &challenge).await;
+    let (_, tokens) = exchange(&a, &params["code"], &verifier).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    // The refresh touches the record at the other issuer.
+    let refreshed = loopback::client(std::time::Duration::from_secs(10))
+        .post(format!("{}/oauth2/token", b.base))
+        .form(&[
+            ("grant_type", "refresh_token"),
+            ("client_id", APP),
+            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refreshed.status(), 200);
+    let (status, _, page) = browser.get(&format!("{}/account", b.base)).await;
+    assert_eq!(status, 200, "A's session is good at B");
+    assert!(page.contains("Notes &lt;App&gt;"), "{page}");
+    let at = page.find("/disconnect").unwrap();
+    let form = &page[page[..at].rfind("<form").unwrap()..];
+    let (status, _, _) = browser
+        .post(
+            &format!("{}/account/apps/{APP}/disconnect", b.base),
+            &form_fields(form),
+        )
+        .await;
+    assert_eq!(status, 303);
+    assert!(!a.active(access).await, "disconnected at B, refused at A");
+    let (_, _, page) = browser.get(&format!("{}/account", a.base)).await;
+    assert!(page.contains("No application is connected"), "{page}");
+}
