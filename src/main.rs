@@ -298,7 +298,11 @@ async fn serve(
         config.clients.push(ClientConfig {
             id: "demo".into(),
             secret_hash: hash,
-            grants: GrantType::ALL.to_vec(),
+            grants: vec![
+                GrantType::ClientCredentials,
+                GrantType::Password,
+                GrantType::RefreshToken,
+            ],
             scopes: vec!["read".into(), "write".into(), "revokd:admin".into()],
             default_scopes: Some(vec!["read".into()]),
             audience: vec!["api".into()],
@@ -308,7 +312,28 @@ async fn serve(
             redirect_uris: Vec::new(),
             public: false,
         });
-        Some(secret)
+        // A third-party app and a user to connect it (README: "Connecting
+        // an app"). Nothing listens at its loopback redirect URI: the code
+        // is read from the browser's address bar.
+        config.clients.push(ClientConfig {
+            id: "demo-app".into(),
+            secret_hash: String::new(),
+            grants: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
+            scopes: vec!["read".into(), "write".into()],
+            default_scopes: Some(vec!["read".into()]),
+            audience: vec!["api".into()],
+            access_ttl: None,
+            refresh_ttl: None,
+            name: Some("Demo App".into()),
+            redirect_uris: vec![DEMO_APP_REDIRECT.into()],
+            public: true,
+        });
+        let (password, password_hash) = client_auth::new_user_password()?;
+        config.users.push(revokd::config::UserConfig {
+            username: "demo".into(),
+            password_hash,
+        });
+        Some((secret, password))
     } else {
         None
     };
@@ -331,12 +356,12 @@ async fn serve(
             (state, Some(replication))
         }
     };
-    if let Some(secret) = demo {
+    if let Some((secret, password)) = demo {
         let store = match &replication {
             Some(_) => "rules replicated through Redis",
             None => "in-memory store",
         };
-        print_dev_banner(&state.config.issuer, &secret, store);
+        print_dev_banner(&state.config.issuer, &secret, &password, store);
     }
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -377,7 +402,16 @@ async fn serve(
     Ok(())
 }
 
-fn print_dev_banner(issuer: &str, secret: &str, store: &str) {
+/// A fixed PKCE pair for the dev banner's copy-paste walk-through (dev
+/// only: a real app makes a fresh verifier per request).
+const DEMO_VERIFIER: &str = "dev-mode-demo-verifier-0123456789-abcdefghijklmnop";
+/// base64url(SHA-256(DEMO_VERIFIER)).
+const DEMO_CHALLENGE: &str = "dYVmSKXnnEsRS-m57f12LUbFELJOBieQ2eaIeHobJaw";
+
+/// Dev mode's third-party app's redirect URI (loopback, nothing listens).
+const DEMO_APP_REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+fn print_dev_banner(issuer: &str, secret: &str, password: &str, store: &str) {
     println!("================================================================");
     println!(" revokd DEV MODE: {store}, EPHEMERAL signing key.");
     println!(" Not for production: run `revokd serve --config FILE`.");
@@ -387,6 +421,13 @@ fn print_dev_banner(issuer: &str, secret: &str, store: &str) {
     println!("demo scopes:        read write revokd:admin (default: read)");
     println!("get a token:");
     println!("curl -s -u demo:{secret} -d grant_type=client_credentials {issuer}/oauth2/token");
+    println!("demo user:          demo / {password}   (sign in at {issuer}/account)");
+    println!(
+        "connect demo-app:   {issuer}/oauth2/authorize?response_type=code&client_id=demo-app&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&scope=read&state=xyz&code_challenge={DEMO_CHALLENGE}&code_challenge_method=S256"
+    );
+    println!(
+        "then:               curl -s -d grant_type=authorization_code -d client_id=demo-app -d redirect_uri={DEMO_APP_REDIRECT} -d code_verifier={DEMO_VERIFIER} -d code=CODE {issuer}/oauth2/token"
+    );
     use std::io::Write;
     let _ = std::io::stdout().flush();
 }
@@ -411,4 +452,17 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_dev_banners_pkce_pair_matches() {
+        use base64::Engine;
+        let digest = revokd::crypto::sha256(DEMO_VERIFIER.as_bytes());
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
+        assert_eq!(challenge, DEMO_CHALLENGE);
+    }
 }

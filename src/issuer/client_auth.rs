@@ -438,6 +438,31 @@ pub fn new_client_secret() -> Result<(String, String), RandomError> {
     Ok((secret, hash))
 }
 
+/// A fresh random password and its argon2id PHC string (argon2's default
+/// cost, a random salt): dev mode's demo user.
+pub fn new_user_password() -> Result<(String, String), Argon2HashError> {
+    use argon2::PasswordHasher;
+    let password = crypto::random_secret()?;
+    let mut salt = [0u8; 16];
+    crypto::fill(&mut salt)?;
+    let hash = argon2::Argon2::default()
+        .hash_password_with_salt(password.as_bytes(), &salt)
+        .map_err(|e| Argon2HashError::Hash(e.to_string()))?
+        .to_string();
+    Ok((password, hash))
+}
+
+/// Why a password could not be hashed.
+#[derive(Debug, thiserror::Error)]
+pub enum Argon2HashError {
+    /// No random salt.
+    #[error(transparent)]
+    Random(#[from] RandomError),
+    /// argon2 refused.
+    #[error("argon2: {0}")]
+    Hash(String),
+}
+
 /// `sha256:<hex>` of a secret, the form `secret_hash` takes.
 pub fn sha256_secret_hash(secret: &str) -> String {
     format!("sha256:{}", crypto::hex(&crypto::sha256(secret.as_bytes())))

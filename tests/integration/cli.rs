@@ -63,6 +63,20 @@ async fn dev_mode_prints_a_curl_line_that_works() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["active"], true);
 
+    // The banner's app walk-through: a demo user, and an authorize URL
+    // that opens the login page (the rest of the flow: tests/integration/apps.rs).
+    let user = stdout.next_matching(Duration::from_secs(5), |l| l.starts_with("demo user:"));
+    let password = user.split_whitespace().nth(4).unwrap().to_owned();
+    assert!(password.len() >= 32, "{user}");
+    let connect = stdout.next_matching(Duration::from_secs(5), |l| {
+        l.starts_with("connect demo-app:")
+    });
+    let authorize = connect.trim_start_matches("connect demo-app:").trim();
+    let page = http.get(authorize).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{authorize}");
+    let page = page.text().await.unwrap();
+    assert!(page.contains("name=\"password\""), "{page}");
+
     // Stop it and check the log: a loud warning, no token, no secret.
     guard.signal("TERM");
     let _ = exit_within(&mut guard, Duration::from_secs(30)).await;
@@ -70,6 +84,7 @@ async fn dev_mode_prints_a_curl_line_that_works() {
     let log = std::io::read_to_string(stderr).unwrap();
     assert!(log.contains("EPHEMERAL"), "{log}");
     assert!(!log.contains(&secret), "secret in log");
+    assert!(!log.contains(&password), "password in log");
     assert!(!log.contains(&token), "token in log");
 }
 
