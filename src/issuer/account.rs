@@ -184,7 +184,7 @@ async fn apps_page(state: &AppState, session: &Session) -> Response {
                 scope = escape(&record.scope),
                 first = date(record.first_authorized),
                 last = date(record.last_refreshed),
-                id = escape(&encode_path(client_id)),
+                id = escape(&pages::encode_component(client_id)),
             )
         })
         .collect();
@@ -208,13 +208,7 @@ async fn apps_page(state: &AppState, session: &Session) -> Response {
 }
 
 fn login_page(state: &AppState, status: StatusCode, problem: Option<&str>) -> Response {
-    let (cookie, csrf) = match state.sessions.login_csrf() {
-        Ok(pair) => pair,
-        Err(error) => return OAuthError::from(error).into_response(),
-    };
-    let mut response = pages::login(status, "/account/login", "", &csrf, problem);
-    response.headers_mut().append(header::SET_COOKIE, cookie);
-    response
+    super::authorize::login_form(state, status, "/account/login", "", problem)
 }
 
 fn see_other(location: &'static str, cookie: Option<HeaderValue>) -> Response {
@@ -243,19 +237,6 @@ fn date(secs: u64) -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
-}
-
-/// Percent-encodes a path segment (client ids are config strings).
-fn encode_path(segment: &str) -> String {
-    let mut out = String::new();
-    for b in segment.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

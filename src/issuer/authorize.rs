@@ -348,11 +348,23 @@ fn login_page(
     status: StatusCode,
     problem: Option<&str>,
 ) -> Response {
+    login_form(state, status, "/oauth2/authorize", &checked.hidden, problem)
+}
+
+/// The login form posting to `action` (with `hidden_fields`), its CSRF
+/// cookie set.
+pub(crate) fn login_form(
+    state: &AppState,
+    status: StatusCode,
+    action: &str,
+    hidden_fields: &str,
+    problem: Option<&str>,
+) -> Response {
     let (cookie, csrf) = match state.sessions.login_csrf() {
         Ok(pair) => pair,
         Err(error) => return OAuthError::from(error).into_response(),
     };
-    let mut response = pages::login(status, "/oauth2/authorize", &checked.hidden, &csrf, problem);
+    let mut response = pages::login(status, action, hidden_fields, &csrf, problem);
     response.headers_mut().append(header::SET_COOKIE, cookie);
     response
 }
@@ -419,7 +431,7 @@ fn redirect(
         }
         query.push_str(name);
         query.push('=');
-        query.push_str(&encode_component(value));
+        query.push_str(&pages::encode_component(value));
     }
     let separator = if redirect_uri.contains('?') { '&' } else { '?' };
     let location = format!("{redirect_uri}{separator}{query}");
@@ -434,19 +446,6 @@ fn redirect(
     response
 }
 
-/// Percent-encodes everything but RFC 3986's unreserved characters.
-fn encode_component(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,10 +457,5 @@ mod tests {
         assert!(!is_pkce_value(&"a".repeat(42)));
         assert!(!is_pkce_value(&"a".repeat(129)));
         assert!(!is_pkce_value(&format!("{}+", "a".repeat(43))));
-    }
-
-    #[test]
-    fn components_are_percent_encoded() {
-        assert_eq!(encode_component("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
     }
 }

@@ -26,6 +26,19 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// Percent-encodes everything but RFC 3986's unreserved characters.
+pub(crate) fn encode_component(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A hidden input.
 pub fn hidden(name: &str, value: &str) -> String {
     format!(
@@ -118,6 +131,11 @@ pub fn login(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn components_are_percent_encoded() {
+        assert_eq!(encode_component("a b&c=d/é"), "a%20b%26c%3Dd%2F%C3%A9");
+    }
 
     #[test]
     fn values_are_escaped() {
