@@ -328,6 +328,10 @@ async fn serve(
             redirect_uris: vec![DEMO_APP_REDIRECT.into()],
             public: true,
         });
+        // RFC 7591 for MCP clients and other apps that register themselves.
+        config.registration.enabled = true;
+        config.registration.scopes = vec!["read".into(), "write".into()];
+        config.registration.audience = vec!["api".into()];
         let (password, password_hash) = client_auth::new_user_password()?;
         config.users.push(revokd::config::UserConfig {
             username: "demo".into(),

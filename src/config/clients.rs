@@ -95,3 +95,30 @@ pub struct UserConfig {
     /// An argon2 PHC string.
     pub password_hash: String,
 }
+
+/// `[registration]`: RFC 7591 dynamic registration at `/oauth2/register`,
+/// for public clients only (PKCE, no secret), off by default.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationConfig {
+    /// Whether `/oauth2/register` is open (default false; on in dev mode).
+    pub enabled: bool,
+    /// The scopes a registered client may ask for (default none).
+    pub scopes: Vec<String>,
+    /// The audience of a registered client's tokens (default: the issuer).
+    pub audience: Vec<String>,
+    /// How long a registration lasts (default 30 days).
+    #[serde(with = "super::duration")]
+    pub client_ttl: Duration,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            enabled: false,
+            scopes: Vec::new(),
+            audience: Vec::new(),
+            client_ttl: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}

@@ -35,12 +35,13 @@ mod store;
 mod tokens;
 mod validate;
 
-pub use clients::{ClientConfig, GrantType, UserConfig};
+pub use clients::{ClientConfig, GrantType, RegistrationConfig, UserConfig};
 pub use gate::{GateConfig, GateLimits};
 pub use limits::LimitsConfig;
 pub use load::ConfigError;
 pub use store::StoreConfig;
 pub use tokens::{Cascade, RevocationConfig, SigningKeyConfig, TokensConfig};
+pub(crate) use validate::redirect_uri_is_usable;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +65,8 @@ pub struct Config {
     pub users: Vec<UserConfig>,
     /// Rate, concurrency and time limits of the HTTP server.
     pub limits: LimitsConfig,
+    /// RFC 7591 dynamic client registration.
+    pub registration: RegistrationConfig,
 }
 
 impl Default for Config {
@@ -78,6 +81,7 @@ impl Default for Config {
             clients: Vec::new(),
             users: Vec::new(),
             limits: LimitsConfig::default(),
+            registration: RegistrationConfig::default(),
         }
     }
 }

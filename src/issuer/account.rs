@@ -169,25 +169,23 @@ async fn apps_page(state: &AppState, session: &Session) -> Response {
         Err(error) => return OAuthError::from(error).into_response(),
     };
     let csrf = hidden("csrf", &state.sessions.csrf(session));
-    let rows: String = apps
-        .iter()
-        .map(|(client_id, record)| {
-            let name = state
-                .clients
-                .get(client_id)
-                .map_or_else(|| client_id.clone(), |c| c.name.clone());
-            format!(
-                "<tr><td>{name}</td><td>{scope}</td><td>{first}</td><td>{last}</td><td>\
-                 <form method=\"post\" action=\"/account/apps/{id}/disconnect\">{csrf}\
-                 <button type=\"submit\" aria-label=\"Disconnect {name}\">Disconnect</button></form></td></tr>",
-                name = escape(&name),
-                scope = escape(&record.scope),
-                first = date(record.first_authorized),
-                last = date(record.last_refreshed),
-                id = escape(&pages::encode_component(client_id)),
-            )
-        })
-        .collect();
+    let mut rows = String::new();
+    for (client_id, record) in &apps {
+        let name = match state.client(client_id).await {
+            Ok(Some(client)) => client.name.clone(),
+            _ => client_id.clone(),
+        };
+        rows.push_str(&format!(
+            "<tr><td>{name}</td><td>{scope}</td><td>{first}</td><td>{last}</td><td>\
+             <form method=\"post\" action=\"/account/apps/{id}/disconnect\">{csrf}\
+             <button type=\"submit\" aria-label=\"Disconnect {name}\">Disconnect</button></form></td></tr>",
+            name = escape(&name),
+            scope = escape(&record.scope),
+            first = date(record.first_authorized),
+            last = date(record.last_refreshed),
+            id = escape(&pages::encode_component(client_id)),
+        ));
+    }
     let table = if apps.is_empty() {
         "<p>No application is connected to your account.</p>".to_owned()
     } else {

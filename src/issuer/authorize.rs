@@ -105,7 +105,7 @@ pub async fn authorize_get(
             );
         }
     };
-    let checked = match check(&state, &params) {
+    let checked = match check(&state, &params).await {
         Outcome::Ok(checked) => checked,
         Outcome::Page(response) | Outcome::Redirect(response) => return response,
     };
@@ -127,7 +127,7 @@ pub async fn authorize_post(
     let Ok(form) = form else {
         return pages::error(StatusCode::BAD_REQUEST, "The form is malformed.");
     };
-    let checked = match check(&state, &form) {
+    let checked = match check(&state, &form).await {
         Outcome::Ok(checked) => checked,
         Outcome::Page(response) | Outcome::Redirect(response) => return response,
     };
@@ -221,8 +221,15 @@ pub(crate) async fn sign_in(
 
 /// Checks the parameters in RFC 6749 §4.1.2.1's order: client and redirect
 /// URI first (page), then the rest (redirect).
-fn check(state: &AppState, params: &OAuthForm) -> Outcome {
-    let Some(client) = params.get("client_id").and_then(|id| state.clients.get(id)) else {
+async fn check(state: &AppState, params: &OAuthForm) -> Outcome {
+    let client = match params.get("client_id") {
+        Some(id) => match state.client(id).await {
+            Ok(client) => client,
+            Err(error) => return Outcome::Page(error.into_response()),
+        },
+        None => None,
+    };
+    let Some(client) = client else {
         return Outcome::Page(pages::error(
             StatusCode::BAD_REQUEST,
             "Unknown application (client_id).",

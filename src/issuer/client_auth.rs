@@ -379,7 +379,7 @@ fn basic_credentials(headers: &HeaderMap) -> Result<Option<(String, String)>, OA
     Ok(Some((id, secret)))
 }
 
-fn resolve(config: &Config, c: &ClientConfig) -> Result<Client, BadSecretHash> {
+pub(crate) fn resolve(config: &Config, c: &ClientConfig) -> Result<Client, BadSecretHash> {
     let secret = if c.public && c.secret_hash.is_empty() {
         SecretHash::Public
     } else {

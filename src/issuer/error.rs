@@ -38,6 +38,13 @@ pub enum OAuthError {
     /// 400 `unsupported_grant_type`.
     #[error("unsupported_grant_type")]
     UnsupportedGrantType,
+    /// 400 `invalid_client_metadata` (RFC 7591 §3.2.2): a registration
+    /// asked for something not offered.
+    #[error("invalid_client_metadata: {0}")]
+    InvalidClientMetadata(String),
+    /// 400 `invalid_redirect_uri` (RFC 7591 §3.2.2).
+    #[error("invalid_redirect_uri: {0}")]
+    InvalidRedirectUri(String),
     /// 400 `invalid_scope`.
     #[error("invalid_scope")]
     InvalidScope,
@@ -111,6 +118,8 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::InvalidClientMetadata(_) => "invalid_client_metadata",
+            OAuthError::InvalidRedirectUri(_) => "invalid_redirect_uri",
             OAuthError::InvalidToken => "invalid_token",
             OAuthError::InsufficientScope => "insufficient_scope",
             OAuthError::NotFound => "not_found",
@@ -139,6 +148,9 @@ impl OAuthError {
             OAuthError::InvalidRequest(why) => Some(why),
             OAuthError::InvalidClient => Some("client authentication failed"),
             OAuthError::InvalidGrant(why) | OAuthError::UnauthorizedClient(why) => Some(why),
+            OAuthError::InvalidClientMetadata(why) | OAuthError::InvalidRedirectUri(why) => {
+                Some(why)
+            }
             OAuthError::UnsupportedGrantType => Some("unsupported grant_type"),
             OAuthError::InvalidScope => Some("the requested scope is not allowed"),
             OAuthError::InvalidToken => Some("a valid bearer access token is required"),

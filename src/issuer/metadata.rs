@@ -25,7 +25,7 @@ pub fn document(config: &Config, keys: &SigningKeys, clients: &Clients) -> Value
         .collect();
     scopes.sort_unstable();
     scopes.dedup();
-    json!({
+    let mut document = json!({
         "issuer": config.issuer,
         "token_endpoint": format!("{base}/oauth2/token"),
         "revocation_endpoint": format!("{base}/oauth2/revoke"),
@@ -44,7 +44,11 @@ pub fn document(config: &Config, keys: &SigningKeys, clients: &Clients) -> Value
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS,
         // Not in RFC 8414: the algorithms of the keys that sign tokens.
         "access_token_signing_alg_values_supported": keys.algorithms(),
-    })
+    });
+    if config.registration.enabled {
+        document["registration_endpoint"] = json!(format!("{base}/oauth2/register"));
+    }
+    document
 }
 
 /// `GET /.well-known/oauth-authorization-server`.

@@ -77,6 +77,7 @@ pub mod limit;
 pub mod metadata;
 pub mod no_store;
 pub mod pages;
+pub mod register;
 pub mod replicated;
 pub mod revoke;
 pub mod server;
@@ -143,6 +144,8 @@ pub struct App {
     pub request_ids: RequestIds,
     /// The pages' signed session cookies and CSRF tokens.
     pub sessions: session::Sessions,
+    /// Registered clients read from the store lately.
+    pub registered: register::RecentClients,
 }
 
 /// Request ids for requests that came without one: a random per-process
@@ -202,6 +205,33 @@ impl App {
                 RevokedBefore::All => true,
                 RevokedBefore::IssuedAtOrBefore(bound) => bound >= now,
             })
+    }
+
+    /// The client with this id: configured, or registered (RFC 7591).
+    pub async fn client(&self, id: &str) -> Result<Option<Arc<Client>>, OAuthError> {
+        match self.clients.get(id) {
+            Some(client) => Ok(Some(client)),
+            None => self.registered_client(id).await,
+        }
+    }
+
+    /// A registered client, from a short-lived local cache or the store.
+    async fn registered_client(&self, id: &str) -> Result<Option<Arc<Client>>, OAuthError> {
+        if !self.config.registration.enabled || !id.starts_with(register::ID_PREFIX) {
+            return Ok(None);
+        }
+        if let Some(client) = self.registered.get(id) {
+            return Ok(Some(client));
+        }
+        let Some(json) = self.store.registered_client(id).await? else {
+            return Ok(None);
+        };
+        let config: crate::config::ClientConfig =
+            serde_json::from_str(&json).map_err(OAuthError::internal)?;
+        let client =
+            Arc::new(client_auth::resolve(&self.config, &config).map_err(OAuthError::internal)?);
+        self.registered.put(id, client.clone());
+        Ok(Some(client))
     }
 
     /// Whether `password` is `username`'s (`[[users]]`, argon2), with the
@@ -275,10 +305,19 @@ impl App {
         headers: &HeaderMap,
         form: &OAuthForm,
     ) -> Result<Arc<Client>, OAuthError> {
-        let result = self
+        let mut result = self
             .clients
             .authenticate(peer, &self.rate_limits, headers, form)
             .await;
+        // A registered (public) client names itself and presents nothing.
+        if matches!(result, Err(OAuthError::InvalidClient))
+            && form.get("client_secret").is_none()
+            && !headers.contains_key(axum::http::header::AUTHORIZATION)
+            && let Some(id) = form.get("client_id")
+            && let Some(client) = self.registered_client(id).await?
+        {
+            result = Ok(client);
+        }
         let now = self.rate_limits.now();
         match result {
             Ok(client) => {
@@ -372,6 +411,7 @@ impl AppState {
             in_flight,
             request_ids: RequestIds::new(),
             sessions,
+            registered: register::RecentClients::default(),
         })))
     }
 
@@ -400,6 +440,7 @@ pub fn router(state: AppState) -> Router {
             "/oauth2/authorize",
             get(authorize::authorize_get).post(authorize::authorize_post),
         )
+        .route("/oauth2/register", post(register::register))
         .route("/account", get(account::account))
         .route("/account/login", post(account::login))
         .route(

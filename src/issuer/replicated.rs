@@ -291,6 +291,29 @@ impl RevocationStore for ReplicatedStore {
         })
     }
 
+    fn put_registered_client<'a>(
+        &'a self,
+        id: &'a str,
+        client: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        Box::pin(async move {
+            self.store
+                .put_registered_client(id, client, ttl)
+                .await
+                .map_err(|e| StoreError::caused_by("registering a client", e))
+        })
+    }
+
+    fn registered_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>> {
+        Box::pin(async move {
+            self.store
+                .registered_client(id)
+                .await
+                .map_err(|e| StoreError::caused_by("reading a registered client", e))
+        })
+    }
+
     fn ping(&self) -> StoreFuture<'_, ()> {
         Box::pin(async move {
             self.store

@@ -29,7 +29,12 @@ struct Apps {
     codes: HashMap<[u8; 32], (String, u64, bool)>,
     /// sub → client id → record.
     grants: HashMap<String, HashMap<String, GrantRecord>>,
+    /// Registered client id → (its configuration, until when).
+    clients: HashMap<String, (String, u64)>,
 }
+
+/// Registered clients kept at most (one process: a bound on memory).
+const MAX_REGISTERED_CLIENTS: usize = 10_000;
 
 /// Claimed refresh-token jtis: until when the marker stays, and the claim.
 ///
@@ -224,6 +229,44 @@ impl RevocationStore for MemoryStore {
             .is_some_and(|mine| mine.remove(client_id).is_some());
         drop(apps);
         Box::pin(async move { Ok(forgotten) })
+    }
+
+    fn put_registered_client<'a>(
+        &'a self,
+        id: &'a str,
+        client: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()> {
+        let now = clock::now_secs();
+        let mut apps = self.apps();
+        apps.clients.retain(|_, (_, until)| *until > now);
+        let full = apps.clients.len() >= MAX_REGISTERED_CLIENTS;
+        if !full {
+            let until = now.saturating_add(ttl.as_secs().max(1));
+            apps.clients
+                .insert(id.to_owned(), (client.to_owned(), until));
+        }
+        drop(apps);
+        Box::pin(async move {
+            if full {
+                Err(super::StoreError::unavailable(
+                    "too many registered clients",
+                ))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    fn registered_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>> {
+        let now = clock::now_secs();
+        let found = self
+            .apps()
+            .clients
+            .get(id)
+            .filter(|(_, until)| *until > now)
+            .map(|(client, _)| client.clone());
+        Box::pin(async move { Ok(found) })
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -147,6 +147,17 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// Forgets (`sub`, `client_id`); `true` when it was recorded.
     fn forget_grant<'a>(&'a self, sub: &'a str, client_id: &'a str) -> StoreFuture<'a, bool>;
 
+    /// Keeps a dynamically registered client (RFC 7591) for `ttl`.
+    fn put_registered_client<'a>(
+        &'a self,
+        id: &'a str,
+        client: &'a str,
+        ttl: Duration,
+    ) -> StoreFuture<'a, ()>;
+
+    /// A dynamically registered client, if it is still registered.
+    fn registered_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>>;
+
     /// Whether the store is reachable (readiness).
     fn ping(&self) -> StoreFuture<'_, ()>;
 

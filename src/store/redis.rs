@@ -106,6 +106,8 @@ pub struct KeyNames {
     pub code: String,
     /// `{prefix}:grants:` (followed by a user's `sub`): their connected apps
     pub grants: String,
+    /// `{prefix}:client:` (followed by a registered client's id)
+    pub client: String,
 }
 
 impl KeyNames {
@@ -122,6 +124,7 @@ impl KeyNames {
             channel: format!("{tag}:events"),
             code: format!("{tag}:code:"),
             grants: format!("{tag}:grants:"),
+            client: format!("{tag}:client:"),
         }
     }
 
@@ -530,6 +533,30 @@ impl RedisStore {
             .bounded(connection.hdel(format!("{}{sub}", self.keys.grants), client_id))
             .await?;
         Ok(removed > 0)
+    }
+
+    /// Keeps a registered client for `ttl`.
+    pub async fn put_registered_client(
+        &self,
+        id: &str,
+        client: &str,
+        ttl: Duration,
+    ) -> Result<(), RedisStoreError> {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut connection = self.connection().await?;
+        self.bounded(connection.pset_ex::<_, _, ()>(
+            format!("{}{id}", self.keys.client),
+            client,
+            ttl_ms,
+        ))
+        .await
+    }
+
+    /// A registered client's configuration, if it is still registered.
+    pub async fn registered_client(&self, id: &str) -> Result<Option<String>, RedisStoreError> {
+        let mut connection = self.connection().await?;
+        self.bounded(connection.get(format!("{}{id}", self.keys.client)))
+            .await
     }
 
     /// Drops up to `limit` rules that expired at `now`; returns how many.

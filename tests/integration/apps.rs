@@ -598,6 +598,7 @@ async fn codes_grants_and_sessions_are_shared_by_issuers_on_one_redis() {
     let with_redis = |c: &mut revokd::config::Config| {
         add_app(c);
         c.store.redis_url = Some(redis.url());
+        c.registration.enabled = true;
     };
     let (a, _ra) = start_replicated_with(iss, keys.clone(), with_redis).await;
     let (b, _rb) = start_replicated_with(iss, keys, with_redis).await;
@@ -646,4 +647,162 @@ async fn codes_grants_and_sessions_are_shared_by_issuers_on_one_redis() {
     assert!(!a.active(access).await, "disconnected at B, refused at A");
     let (_, _, page) = browser.get(&format!("{}/account", a.base)).await;
     assert!(page.contains("No application is connected"), "{page}");
+
+    // A client registered at A is known at B.
+    let registered: Value = loopback::client(std::time::Duration::from_secs(10))
+        .post(format!("{}/oauth2/register", a.base))
+        .json(&serde_json::json!({"redirect_uris": [REDIRECT], "client_name": "Shared"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = registered["client_id"].as_str().unwrap();
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&client_id={id}&redirect_uri={}&code_challenge={challenge}&code_challenge_method=S256",
+        b.base,
+        urlencode(REDIRECT)
+    );
+    let (status, _, consent) = browser.get(&url).await;
+    assert_eq!(status, 200);
+    assert!(consent.contains("Allow Shared?"), "{consent}");
+}
+
+/// RFC 7591: a public client registers itself, then connects like a
+/// configured one; what registration does not offer is refused.
+#[tokio::test]
+async fn a_client_registers_itself_then_connects() {
+    let server = start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), |c| {
+        c.registration.enabled = true;
+        c.registration.scopes = vec!["read".into()];
+        c.registration.audience = vec!["api".into()];
+    })
+    .await;
+    let http = loopback::client(std::time::Duration::from_secs(10));
+    let register = |body: Value| {
+        http.post(format!("{}/oauth2/register", server.base))
+            .json(&body)
+            .send()
+    };
+    for (body, error) in [
+        (
+            serde_json::json!({"client_name": "x"}),
+            "invalid_redirect_uri",
+        ),
+        (
+            serde_json::json!({"redirect_uris": ["https://a.test/cb#frag"]}),
+            "invalid_redirect_uri",
+        ),
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT], "token_endpoint_auth_method": "client_secret_basic"}),
+            "invalid_client_metadata",
+        ),
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT], "grant_types": ["client_credentials"]}),
+            "invalid_client_metadata",
+        ),
+        (
+            serde_json::json!({"redirect_uris": [REDIRECT], "scope": "read revokd:admin"}),
+            "invalid_client_metadata",
+        ),
+    ] {
+        let answer = register(body.clone()).await.unwrap();
+        assert_eq!(answer.status(), 400, "{body}");
+        let answer: Value = answer.json().await.unwrap();
+        assert_eq!(answer["error"], error, "{body}");
+    }
+    let answer = register(serde_json::json!({
+        "redirect_uris": [REDIRECT],
+        "client_name": "Registered <Tool>",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+    }))
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 201);
+    let registered: Value = answer.json().await.unwrap();
+    let id = registered["client_id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("dyn-"), "{registered}");
+    assert_eq!(registered["token_endpoint_auth_method"], "none");
+    assert_eq!(registered["scope"], "read");
+
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new();
+    let url = format!(
+        "{}/oauth2/authorize?response_type=code&client_id={id}&redirect_uri={}&state=s&code_challenge={challenge}&code_challenge_method=S256",
+        server.base,
+        urlencode(REDIRECT)
+    );
+    let (status, _, login) = browser.get(&url).await;
+    assert_eq!(status, 200, "{login}");
+    let authorize = format!("{}/oauth2/authorize", server.base);
+    let fields = with(
+        form_fields(&login),
+        &[
+            ("action", "login"),
+            ("username", ALICE.0),
+            ("password", ALICE.1),
+        ],
+    );
+    let (_, _, consent) = browser.post(&authorize, &fields).await;
+    assert!(consent.contains("Registered &lt;Tool&gt;"), "{consent}");
+    let (status, headers, _) = browser
+        .post(
+            &authorize,
+            &with(form_fields(&consent), &[("decision", "approve")]),
+        )
+        .await;
+    assert_eq!(status, 303);
+    let code = redirect_params(&headers["location"])["code"].clone();
+    let tokens: Value = http
+        .post(format!("{}/oauth2/token", server.base))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("client_id", id.as_str()),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"]
+        .as_str()
+        .expect("tokens for the registered client");
+    assert!(server.active(access).await);
+    // A registered client is public: it cannot introspect.
+    let introspect = http
+        .post(format!("{}/oauth2/introspect", server.base))
+        .form(&[("client_id", id.as_str()), ("token", access)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(introspect.status(), 401);
+}
+
+#[tokio::test]
+async fn registration_is_off_by_default() {
+    let server = issuer().await;
+    let answer = loopback::client(std::time::Duration::from_secs(10))
+        .post(format!("{}/oauth2/register", server.base))
+        .json(&serde_json::json!({"redirect_uris": [REDIRECT]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 404);
+    let metadata: Value = reqwest::get(format!(
+        "{}/.well-known/oauth-authorization-server",
+        server.base
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert!(metadata.get("registration_endpoint").is_none());
 }
