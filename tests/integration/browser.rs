@@ -53,12 +53,15 @@ fn the_pages_work_in_a_real_browser() {
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     require_tools(&script_dir, &chromium);
 
+    // Logs (kept when the test fails) and, unless scripts/screenshots
+    // names docs/screenshots, the screenshots.
+    let logs = TempDir::new("browser");
     let mut server = ChildGuard::spawn(
         Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env_remove("REVOKD_CONFIG")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
+            .stderr(std::fs::File::create(logs.join("revokd.log")).unwrap()),
     );
     // The banner, in its order.
     let banner = StdoutLines::new(server.take_stdout());
@@ -80,10 +83,7 @@ fn the_pages_work_in_a_real_browser() {
         .0
         .to_owned();
 
-    // scripts/screenshots keeps the screenshots in docs/; a run of the
-    // suite, in a temp dir.
-    let logs = TempDir::new("browser");
-    let shots = std::env::var("REVOKD_SCREENSHOT_DIR")
+    let shots = std::env::var("BROWSER_SCREENSHOT_DIR")
         .map(Into::into)
         .unwrap_or_else(|_| logs.path().to_path_buf());
     let stdout_path = logs.join("flow.out");
