@@ -30,6 +30,7 @@ mod cluster;
 
 mod admin;
 mod apps;
+mod browser;
 mod cli;
 mod deploy;
 mod forked;
