@@ -172,6 +172,47 @@ pub async fn read(
     Ok(NoStore(Json(rule.into())))
 }
 
+/// `GET /admin/users/{sub}/apps`: a user's connected apps.
+pub async fn user_apps(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(sub): Path<String>,
+) -> Result<NoStore<Json<serde_json::Value>>, OAuthError> {
+    authorize(&state, &headers)?;
+    let apps = state.store.grants(&sub, clock::now_secs()).await?;
+    Ok(NoStore(Json(listing("client_id", apps))))
+}
+
+/// `GET /admin/clients/{client_id}/users`: who connected a client.
+pub async fn client_users(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(client_id): Path<String>,
+) -> Result<NoStore<Json<serde_json::Value>>, OAuthError> {
+    authorize(&state, &headers)?;
+    let users = state
+        .store
+        .grants_of_client(&client_id, clock::now_secs())
+        .await?;
+    Ok(NoStore(Json(listing("sub", users))))
+}
+
+/// `[{"<name>": …, "scope", "first_authorized", "last_refreshed", "expires_at"}]`.
+fn listing(name: &str, records: Vec<(String, crate::store::GrantRecord)>) -> serde_json::Value {
+    records
+        .into_iter()
+        .map(|(id, record)| {
+            serde_json::json!({
+                name: id,
+                "scope": record.scope,
+                "first_authorized": record.first_authorized,
+                "last_refreshed": record.last_refreshed,
+                "expires_at": record.expires_at,
+            })
+        })
+        .collect()
+}
+
 /// `DELETE /admin/revocations/{key}`.
 pub async fn delete_by_path(
     State(state): State<AppState>,

@@ -467,6 +467,8 @@ pub fn router(state: AppState) -> Router {
             "/admin/revocations/{*key}",
             get(admin::read).delete(admin::delete_by_path),
         )
+        .route("/admin/users/{sub}/apps", get(admin::user_apps))
+        .route("/admin/clients/{client_id}/users", get(admin::client_users))
         .route("/healthz", get(metadata::healthz))
         .route("/readyz", get(metadata::readyz))
         .route("/metrics", get(metadata::metrics))

@@ -282,6 +282,19 @@ impl RevocationStore for ReplicatedStore {
         })
     }
 
+    fn grants_of_client<'a>(
+        &'a self,
+        client_id: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, Vec<(String, GrantRecord)>> {
+        Box::pin(async move {
+            self.store
+                .grants_of_client(client_id, now)
+                .await
+                .map_err(|e| StoreError::caused_by("listing a client's users", e))
+        })
+    }
+
     fn forget_grant<'a>(&'a self, sub: &'a str, client_id: &'a str) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             self.store

@@ -221,6 +221,25 @@ impl RevocationStore for MemoryStore {
         Box::pin(async move { Ok(list) })
     }
 
+    fn grants_of_client<'a>(
+        &'a self,
+        client_id: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, Vec<(String, GrantRecord)>> {
+        let mut list: Vec<(String, GrantRecord)> = self
+            .apps()
+            .grants
+            .iter()
+            .filter_map(|(sub, apps)| {
+                apps.get(client_id)
+                    .filter(|record| record.expires_at > now)
+                    .map(|record| (sub.clone(), record.clone()))
+            })
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        Box::pin(async move { Ok(list) })
+    }
+
     fn forget_grant<'a>(&'a self, sub: &'a str, client_id: &'a str) -> StoreFuture<'a, bool> {
         let mut apps = self.apps();
         let forgotten = apps

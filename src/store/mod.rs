@@ -144,6 +144,13 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// `sub`'s connected apps that have not expired at `now`, by client id.
     fn grants<'a>(&'a self, sub: &'a str, now: u64) -> StoreFuture<'a, Vec<(String, GrantRecord)>>;
 
+    /// `client_id`'s users that have not expired at `now`, by `sub`.
+    fn grants_of_client<'a>(
+        &'a self,
+        client_id: &'a str,
+        now: u64,
+    ) -> StoreFuture<'a, Vec<(String, GrantRecord)>>;
+
     /// Forgets (`sub`, `client_id`); `true` when it was recorded.
     fn forget_grant<'a>(&'a self, sub: &'a str, client_id: &'a str) -> StoreFuture<'a, bool>;
 

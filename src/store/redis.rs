@@ -108,6 +108,8 @@ pub struct KeyNames {
     pub grants: String,
     /// `{prefix}:client:` (followed by a registered client's id)
     pub client: String,
+    /// `{prefix}:client-grants:` (followed by a client id): its users
+    pub client_grants: String,
 }
 
 impl KeyNames {
@@ -125,6 +127,7 @@ impl KeyNames {
             code: format!("{tag}:code:"),
             grants: format!("{tag}:grants:"),
             client: format!("{tag}:client:"),
+            client_grants: format!("{tag}:client-grants:"),
         }
     }
 
@@ -193,6 +196,7 @@ struct Scripts {
     refresh: Script,
     code: Script,
     grant: Script,
+    client_grants: Script,
 }
 
 /// A handle on revokd's data in one Redis topology. Cheap to clone: the
@@ -250,6 +254,7 @@ impl RedisStore {
                 refresh: Script::new(include_str!("lua/refresh.lua")),
                 code: Script::new(include_str!("lua/code.lua")),
                 grant: Script::new(include_str!("lua/grant.lua")),
+                client_grants: Script::new(include_str!("lua/client_grants.lua")),
             }),
             options: std::sync::Arc::new(options),
             topology: std::sync::Arc::new(topology),
@@ -493,10 +498,12 @@ impl RedisStore {
         let mut invocation = self.scripts.grant.prepare_invoke();
         invocation
             .key(format!("{}{sub}", self.keys.grants))
+            .key(format!("{}{client_id}", self.keys.client_grants))
             .arg(client_id)
             .arg(json)
             .arg(record.expires_at.saturating_mul(1000))
-            .arg(if only_if_known { "touch" } else { "record" });
+            .arg(if only_if_known { "touch" } else { "record" })
+            .arg(sub);
         let mut connection = self.connection().await?;
         let _: u64 = self
             .bounded(invocation.invoke_async(&mut connection))
@@ -520,6 +527,33 @@ impl RedisStore {
                 .map_err(|e| RedisStoreError::Corrupt(format!("grant record: {e}")))?;
             if record.expires_at > now {
                 list.push((client, record));
+            }
+        }
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(list)
+    }
+
+    /// A client's users not expired at `now`, by `sub`.
+    pub async fn grants_of_client(
+        &self,
+        client_id: &str,
+        now: u64,
+    ) -> Result<Vec<(String, GrantRecord)>, RedisStoreError> {
+        let mut invocation = self.scripts.client_grants.prepare_invoke();
+        invocation
+            .key(format!("{}{client_id}", self.keys.client_grants))
+            .arg(&self.keys.grants)
+            .arg(client_id);
+        let mut connection = self.connection().await?;
+        let flat: Vec<String> = self
+            .bounded(invocation.invoke_async(&mut connection))
+            .await?;
+        let mut list = Vec::with_capacity(flat.len() / 2);
+        for pair in flat.chunks_exact(2) {
+            let record: GrantRecord = serde_json::from_str(&pair[1])
+                .map_err(|e| RedisStoreError::Corrupt(format!("grant record: {e}")))?;
+            if record.expires_at > now {
+                list.push((pair[0].clone(), record));
             }
         }
         list.sort_by(|a, b| a.0.cmp(&b.0));

@@ -492,6 +492,16 @@ async fn the_account_page_lists_the_app_and_disconnect_revokes_only_that_users_t
     let alice_access = alice_tokens["access_token"].as_str().unwrap();
     let bob_access = bob_tokens["access_token"].as_str().unwrap();
 
+    // The admin API lists the same, by user and by client.
+    assert_eq!(
+        admin_list(&server, &format!("users/alice/apps")).await,
+        [APP]
+    );
+    assert_eq!(
+        admin_list(&server, &format!("clients/{APP}/users")).await,
+        ["alice", "bob"]
+    );
+
     let account = format!("{}/account", server.base);
     let (status, _, page) = alice.get(&account).await;
     assert_eq!(status, 200);
@@ -518,6 +528,11 @@ async fn the_account_page_lists_the_app_and_disconnect_revokes_only_that_users_t
     assert!(server.active(bob_access).await, "bob's grant is untouched");
     let (_, _, page) = alice.get(&account).await;
     assert!(page.contains("No application is connected"), "{page}");
+    assert!(admin_list(&server, "users/alice/apps").await.is_empty());
+    assert_eq!(
+        admin_list(&server, &format!("clients/{APP}/users")).await,
+        ["bob"]
+    );
 
     // Alice can connect the app again later (the rule covers tokens issued
     // up to the second of the disconnect).
@@ -647,6 +662,11 @@ async fn codes_grants_and_sessions_are_shared_by_issuers_on_one_redis() {
     assert!(!a.active(access).await, "disconnected at B, refused at A");
     let (_, _, page) = browser.get(&format!("{}/account", a.base)).await;
     assert!(page.contains("No application is connected"), "{page}");
+    assert!(
+        admin_list(&a, &format!("clients/{APP}/users"))
+            .await
+            .is_empty()
+    );
 
     // A client registered at A is known at B.
     let registered: Value = loopback::client(std::time::Duration::from_secs(10))
@@ -805,4 +825,33 @@ async fn registration_is_off_by_default() {
     .await
     .unwrap();
     assert!(metadata.get("registration_endpoint").is_none());
+}
+
+/// The admin API's listing at `/admin/<path>`: the ids it names.
+async fn admin_list(server: &Server, path: &str) -> Vec<String> {
+    let token = server.admin_token().await;
+    let answer = loopback::client(std::time::Duration::from_secs(10))
+        .get(format!("{}/admin/{path}", server.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "{path}");
+    let list: Value = answer.json().await.unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| {
+            assert!(
+                entry["first_authorized"].is_u64() && entry["scope"].is_string(),
+                "{entry}"
+            );
+            entry
+                .get("client_id")
+                .or(entry.get("sub"))
+                .and_then(Value::as_str)
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
