@@ -493,10 +493,7 @@ async fn the_account_page_lists_the_app_and_disconnect_revokes_only_that_users_t
     let bob_access = bob_tokens["access_token"].as_str().unwrap();
 
     // The admin API lists the same, by user and by client.
-    assert_eq!(
-        admin_list(&server, &format!("users/alice/apps")).await,
-        [APP]
-    );
+    assert_eq!(admin_list(&server, "users/alice/apps").await, [APP]);
     assert_eq!(
         admin_list(&server, &format!("clients/{APP}/users")).await,
         ["alice", "bob"]
