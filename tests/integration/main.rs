@@ -41,6 +41,7 @@ mod input;
 mod introspect;
 mod lifecycle;
 mod limits;
+mod mcp;
 mod poison;
 mod replicated;
 mod replication;

@@ -1,0 +1,301 @@
+//! An MCP host's view, end to end: the official Python MCP SDK
+//! (`tests/mcp/client.py`) connects to `examples/mcp_server` (rmcp behind
+//! the resource server's layer), finds revokd from the 401's RFC 9728
+//! metadata, registers itself (RFC 7591), signs alice in through the login
+//! and consent pages, and calls tools; alice then disconnects the app on
+//! `/account`, and the client's very next call is a 401.
+//!
+//! Real processes: a private redis-server, the example, python3; the issuer
+//! runs in-process on the same Redis (its registered clients' audience is
+//! the MCP server's URL).
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use revokd::issuer;
+use revokd::signing::{SigningAlg, SigningKeys};
+use serde_json::Value;
+
+use crate::loopback::{self, ServerTask};
+use crate::process::{ChildGuard, StdoutLines, free_port};
+use crate::redis_server::RedisServer;
+use crate::resource_server::e2e::{Process, READY, http};
+use crate::support::{ALICE, config, decode_parts};
+use crate::wait::wait_for_status;
+
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/client.py");
+/// Registration, two page round trips, the code exchange and three calls.
+const CONNECT: Duration = Duration::from_secs(60);
+
+/// The `mcp_server` example's binary, built once per test run.
+fn mcp_server_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut build = Command::new(cargo);
+            build
+                .args(["build", "--quiet", "--example", "mcp_server"])
+                .arg("--manifest-path")
+                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+            // Cargo sets these for this test process (OUT_DIR too: the
+            // package has a build script), not in the shell that ran
+            // `cargo test`: ring's build script watches some of them,
+            // and passing them on would rebuild ring and revokd here, then
+            // again at the next `cargo test`.
+            for (name, _) in std::env::vars_os() {
+                let name = name.to_string_lossy();
+                if [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                ]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+                    || name == "CARGO_PRIMARY_PACKAGE"
+                    || name == "CARGO_TARGET_TMPDIR"
+                    || name == "OUT_DIR"
+                {
+                    build.env_remove(&*name);
+                }
+            }
+            let status = build.status().unwrap();
+            assert!(status.success(), "building the mcp_server example");
+            std::env::current_exe()
+                .unwrap()
+                .parent()
+                .and_then(|deps| deps.parent())
+                .unwrap()
+                .join("examples")
+                .join("mcp_server")
+        })
+        .clone()
+}
+
+fn python_with_mcp() {
+    let ok = Command::new("python3")
+        .args(["-c", "import mcp, httpx2"])
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "python3 with the MCP SDK is needed: python3 -m pip install mcp (scripts/test installs it)"
+    );
+}
+
+/// A browser for `/account`: cookies by hand, no redirects followed.
+struct Browser {
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser {
+    fn new() -> Browser {
+        Browser {
+            http: reqwest::Client::builder()
+                .no_proxy()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, request: reqwest::RequestBuilder) -> (u16, String) {
+        let cookie = self
+            .cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let response = request.header("cookie", cookie).send().await.unwrap();
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let pair = text.split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            if text.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+
+    async fn get(&mut self, url: &str) -> (u16, String) {
+        let request = self.http.get(url);
+        self.send(request).await
+    }
+
+    async fn post(&mut self, url: &str, form: &[(String, String)]) -> (u16, String) {
+        let request = self.http.post(url).form(form);
+        self.send(request).await
+    }
+}
+
+/// The hidden inputs of the first form in `html`.
+fn hidden_fields(html: &str) -> Vec<(String, String)> {
+    let form = &html[html.find("<form").expect("a form")..];
+    let form = &form[..form.find("</form>").unwrap()];
+    form.split("<input")
+        .skip(1)
+        .filter_map(|input| {
+            let attr = |name: &str| {
+                let start = input.find(&format!("{name}=\""))? + name.len() + 2;
+                let end = input[start..].find('"')? + start;
+                Some(input[start..end].replace("&amp;", "&"))
+            };
+            (attr("type").as_deref() == Some("hidden"))
+                .then(|| (attr("name").unwrap(), attr("value").unwrap()))
+        })
+        .collect()
+}
+
+/// Alice signs in on `/account` and disconnects `client_id`.
+async fn disconnect(issuer: &str, client_id: &str) {
+    let mut alice = Browser::new();
+    let account = format!("{issuer}/account");
+    let (status, login) = alice.get(&account).await;
+    assert_eq!(status, 200);
+    assert!(login.contains("name=\"password\""), "{login}");
+    let mut fields = hidden_fields(&login);
+    fields.extend(
+        [
+            ("action", "login"),
+            ("username", ALICE.0),
+            ("password", ALICE.1),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    let (status, _) = alice
+        .post(&format!("{issuer}/account/login"), &fields)
+        .await;
+    assert_eq!(status, 303, "signed in");
+    let (status, page) = alice.get(&account).await;
+    assert_eq!(status, 200);
+    let action = format!("/account/apps/{client_id}/disconnect");
+    let at = page.find(&action).unwrap_or_else(|| {
+        panic!("the registered MCP client is listed with a Disconnect form: {page}")
+    });
+    let form = &page[page[..at].rfind("<form").unwrap()..];
+    let (status, _) = alice
+        .post(&format!("{issuer}{action}"), &hidden_fields(form))
+        .await;
+    assert_eq!(status, 303, "disconnected");
+}
+
+// Multi-threaded: the in-process issuer answers while the test blocks
+// reading a child's stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_signs_in_calls_tools_and_is_refused_once_disconnected() {
+    python_with_mcp();
+    let binary = mcp_server_binary();
+    let started = Instant::now();
+    let redis = RedisServer::start();
+    // The MCP server's URL is the registered clients' audience: its port
+    // is chosen before the issuer starts.
+    let mcp_port = free_port();
+    let mcp_url = format!("http://127.0.0.1:{mcp_port}/mcp");
+
+    // The issuer, discoverable (its `iss` is its own address), on that Redis.
+    let (listener, issuer_base) = loopback::listener().await;
+    let mut issuer_config = config(&issuer_base);
+    issuer_config.store.redis_url = Some(redis.url());
+    issuer_config.registration.enabled = true;
+    issuer_config.registration.scopes = vec!["read".into()];
+    issuer_config.registration.audience = vec![mcp_url.clone()];
+    issuer_config.validate().unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
+    let (state, _replication) =
+        issuer::replicated::on_redis(issuer_config, keys, Duration::from_secs(2)).unwrap();
+    let _issuer = ServerTask::spawn(async move {
+        issuer::serve(listener, state, std::future::pending())
+            .await
+            .unwrap();
+    });
+    wait_for_status(&http(), &format!("{issuer_base}/readyz"), 200, READY).await;
+
+    let mcp_server = Process::spawn(
+        Command::new(&binary)
+            .args(["--listen", &format!("127.0.0.1:{mcp_port}")])
+            .args(["--issuer", &issuer_base, "--redis", &redis.url()])
+            .env("RUST_LOG", "warn"),
+    );
+    let line = mcp_server.line(READY, |l| l.starts_with("mcp server listening on "));
+    let mcp_base = line.trim_start_matches("mcp server listening on ");
+    assert_eq!(format!("{mcp_base}/mcp"), mcp_url);
+    wait_for_status(&http(), &format!("{mcp_base}/readyz"), 200, READY).await;
+
+    let mut child = Command::new("python3")
+        .args([CLIENT, &mcp_url, ALICE.0, ALICE.1])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawning python3 tests/mcp/client.py");
+    let mut stdin = child.stdin.take().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut client = ChildGuard::new(child);
+    let lines = StdoutLines::new(stdout);
+
+    let connected: Value =
+        serde_json::from_str(&lines.next_matching(CONNECT, |l| l.starts_with('{'))).unwrap();
+    assert_eq!(connected["connected"], true, "{connected}");
+    assert_eq!(connected["whoami"], ALICE.0, "{connected}");
+    assert_eq!(connected["add"], "42", "{connected}");
+    assert_eq!(connected["tools"], serde_json::json!(["add", "whoami"]));
+    let client_id = connected["client_id"].as_str().unwrap();
+    assert!(client_id.starts_with("dyn-"), "registered: {client_id}");
+    let access = connected["access_token"].as_str().unwrap();
+    // RFC 8707: the token is for this MCP server, and only it.
+    let (_, claims) = decode_parts(access);
+    assert_eq!(claims["aud"], mcp_url, "{claims}");
+    assert_eq!(claims["client_id"], client_id, "{claims}");
+
+    disconnect(&issuer_base, client_id).await;
+    // The revocation is in Redis before the issuer answers; the MCP
+    // server's denylist applies it within milliseconds.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    writeln!(stdin, "disconnected").unwrap();
+    stdin.flush().unwrap();
+
+    let refused: Value =
+        serde_json::from_str(&lines.next_matching(CONNECT, |l| l.starts_with('{'))).unwrap();
+    assert_eq!(refused["refused"], true, "{refused}");
+    assert_eq!(refused["status"], 401, "{refused}");
+    eprintln!("after the disconnect: {}", refused["requests"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = client.try_wait() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the client exits");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(status.success(), "client exit: {status}");
+    // A direct call with the token is refused too, and names the metadata.
+    let direct = http()
+        .post(&mcp_url)
+        .bearer_auth(access)
+        .header("accept", "application/json, text/event-stream")
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(direct.status(), 401);
+    let challenge = direct.headers()["www-authenticate"].to_str().unwrap();
+    assert!(
+        challenge.contains("/.well-known/oauth-protected-resource/mcp"),
+        "{challenge}"
+    );
+    drop(client);
+    mcp_server.kill();
+    eprintln!("mcp end to end: {:?}", started.elapsed());
+}
