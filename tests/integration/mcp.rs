@@ -11,9 +11,7 @@
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use revokd::issuer;
@@ -30,52 +28,6 @@ use crate::wait::wait_for_status;
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/mcp/client.py");
 /// Registration, two page round trips, the code exchange and three calls.
 const CONNECT: Duration = Duration::from_secs(60);
-
-/// The `mcp_server` example's binary, built once per test run.
-fn mcp_server_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut build = Command::new(cargo);
-            build
-                .args(["build", "--quiet", "--example", "mcp_server"])
-                .arg("--manifest-path")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
-            // Cargo sets these for this test process (OUT_DIR too: the
-            // package has a build script), not in the shell that ran
-            // `cargo test`: ring's build script watches some of them,
-            // and passing them on would rebuild ring and revokd here, then
-            // again at the next `cargo test`.
-            for (name, _) in std::env::vars_os() {
-                let name = name.to_string_lossy();
-                if [
-                    "CARGO_PKG_",
-                    "CARGO_MANIFEST_",
-                    "CARGO_CRATE_",
-                    "CARGO_BIN_",
-                ]
-                .iter()
-                .any(|prefix| name.starts_with(prefix))
-                    || name == "CARGO_PRIMARY_PACKAGE"
-                    || name == "CARGO_TARGET_TMPDIR"
-                    || name == "OUT_DIR"
-                {
-                    build.env_remove(&*name);
-                }
-            }
-            let status = build.status().unwrap();
-            assert!(status.success(), "building the mcp_server example");
-            std::env::current_exe()
-                .unwrap()
-                .parent()
-                .and_then(|deps| deps.parent())
-                .unwrap()
-                .join("examples")
-                .join("mcp_server")
-        })
-        .clone()
-}
 
 fn python_with_mcp() {
     let ok = Command::new("python3")
@@ -196,7 +148,7 @@ async fn disconnect(issuer: &str, client_id: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_mcp_client_signs_in_calls_tools_and_is_refused_once_disconnected() {
     python_with_mcp();
-    let binary = mcp_server_binary();
+    let binary = crate::resource_server::e2e::example_binary("mcp_server");
     let started = Instant::now();
     let redis = RedisServer::start();
     // The MCP server's URL is the registered clients' audience: its port

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use revokd::signing::{SigningAlg, SigningKey, generate_pem};
@@ -51,30 +51,50 @@ impl Process {
     }
 }
 
-/// The `resource_server` example's binary, brought up to date once per
-/// test run (`cargo test --test integration` does not build examples; when
-/// `cargo test` did, this is a quick no-op).
-pub fn example_binary() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let status = Command::new(cargo)
-                .args(["build", "--quiet", "--example", "resource_server"])
-                .arg("--manifest-path")
-                .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-                .status()
-                .unwrap();
-            assert!(status.success(), "building the resource_server example");
-            std::env::current_exe()
-                .unwrap()
-                .parent()
-                .and_then(|deps| deps.parent())
-                .unwrap()
-                .join("examples")
-                .join("resource_server")
-        })
-        .clone()
+/// An example's binary (`resource_server`, `mcp_server`), brought up to
+/// date once per test run (`cargo test --test integration` does not build
+/// examples; when `cargo test` did, this is a quick no-op).
+pub fn example_binary(name: &str) -> PathBuf {
+    static BUILT: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
+    if !built.iter().any(|b| b == name) {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--quiet", "--example", name])
+            .arg("--manifest-path")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"));
+        // Cargo sets these for this test process (OUT_DIR too: the package
+        // has a build script), not in the shell that ran `cargo test`:
+        // ring's build script watches some of them, and passing them on
+        // would rebuild ring and revokd here, then again at the next
+        // `cargo test`.
+        for (var, _) in std::env::vars_os() {
+            let var = var.to_string_lossy();
+            let set_by_cargo = [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|prefix| var.starts_with(prefix))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*var);
+            if set_by_cargo {
+                build.env_remove(&*var);
+            }
+        }
+        let status = build.status().unwrap();
+        assert!(status.success(), "building the {name} example");
+        built.push(name.to_owned());
+    }
+    std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|deps| deps.parent())
+        .unwrap()
+        .join("examples")
+        .join(name)
 }
 
 /// Starts the example against `issuer` and `redis`; returns it and its base URL.
@@ -92,7 +112,7 @@ pub fn start_resource_server_on<S: AsRef<std::ffi::OsStr>>(
     extra: &[&str],
 ) -> (Process, String) {
     let process = Process::spawn(
-        Command::new(example_binary())
+        Command::new(example_binary("resource_server"))
             .args(["--listen", "127.0.0.1:0", "--issuer", issuer])
             .args(topology)
             .args(extra),
