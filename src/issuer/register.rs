@@ -37,12 +37,12 @@ const CACHE_FOR: Duration = Duration::from_secs(60);
 /// Registered clients remembered locally at most.
 const CACHE_MAX: usize = 4096;
 
-/// Registered clients read lately, each for [`CACHE_FOR`].
+/// Registered clients read lately, each reused for a minute.
 #[derive(Default)]
 pub struct RecentClients(Mutex<HashMap<String, (Arc<Client>, Instant)>>);
 
 impl RecentClients {
-    /// The client, if read within [`CACHE_FOR`].
+    /// The client, if read within the last minute.
     pub fn get(&self, id: &str) -> Option<Arc<Client>> {
         let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
         held.get(id)
