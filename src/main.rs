@@ -136,11 +136,8 @@ fn main() -> anyhow::Result<()> {
         } => rules(&config, redis, command),
         Command::Gate { args, log_format } => {
             init_tracing(log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the runtime")?;
-            runtime.block_on(cli::gate::run(*args, shutdown_signal()))
+            let config = args.config()?;
+            cli::gate::runtime(&config)?.block_on(cli::gate::run(config, shutdown_signal()))
         }
         Command::Serve {
             config,

@@ -2,14 +2,13 @@
 //! a request (see [`revokd::gate`]). Settings come from `--config FILE`
 //! ([`GateConfig`]), then `REVOKD_GATE_*` variables, then the flags.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use revokd::config::GateConfig;
+use revokd::config::{GateConfig, ListenAddr};
 use revokd::gate::{self, PathRule};
-use revokd::issuer::server::{ConnectionLimits, serve_router};
+use revokd::issuer::server::{ConnectionLimits, Listener, serve_router};
 use revokd::layer::StalePolicy;
 use revokd::metrics::ConnectionMetrics;
 use revokd::resource_server::ResourceServer;
@@ -20,9 +19,13 @@ pub(crate) struct GateArgs {
     /// TOML configuration file (keys as the flags; `[store]` as serve's).
     #[arg(long, env = "REVOKD_GATE_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to bind (default 127.0.0.1:8181).
+    /// Address to bind (default 127.0.0.1:8181), or `unix:PATH` for a
+    /// gateway on the same host.
     #[arg(long)]
-    listen: Option<SocketAddr>,
+    listen: Option<ListenAddr>,
+    /// Threads answering checks (default: one per core).
+    #[arg(long)]
+    worker_threads: Option<usize>,
     /// The issuer's URL (the `iss` of its tokens); its keys are discovered.
     #[arg(long)]
     issuer: Option<String>,
@@ -64,7 +67,7 @@ pub(crate) struct GateArgs {
 
 impl GateArgs {
     /// The configuration: the file, the variables, then these flags.
-    fn config(self) -> anyhow::Result<GateConfig> {
+    pub(crate) fn config(self) -> anyhow::Result<GateConfig> {
         let rules = self
             .scopes
             .iter()
@@ -86,6 +89,9 @@ impl GateArgs {
                 config.store.sentinel_master = self.sentinel_master;
             }
             set(&mut config.listen, self.listen);
+            if self.worker_threads.is_some() {
+                config.worker_threads = self.worker_threads;
+            }
             set(&mut config.issuer, self.issuer);
             set(&mut config.audience, self.audience);
             set(&mut config.store.prefix, self.prefix);
@@ -106,14 +112,23 @@ fn set<T>(slot: &mut T, flag: Option<T>) {
     }
 }
 
+/// The runtime the gate runs on: `worker_threads` of the file, or one
+/// thread per core.
+pub(crate) fn runtime(config: &GateConfig) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = config.worker_threads {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().build().context("starting the runtime")
+}
+
 /// Runs the gate until `shutdown` resolves.
 pub(crate) async fn run(
-    args: GateArgs,
+    config: GateConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let config = args.config()?;
     let topology = config.store.topology().context("no redis topology")?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
+    let listener = Listener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let local = listener.local_addr()?;
@@ -139,13 +154,19 @@ pub(crate) async fn run(
     let app = gate::router(&server, config.scope_rules.clone());
     tracing::info!(listen = %local, issuer = %config.issuer, audience = %config.audience, "revokd gate listening");
     // Tests and scripts read this line for the port.
-    println!("revokd gate listening on http://{local}");
+    match &local {
+        ListenAddr::Tcp(addr) => println!("revokd gate listening on http://{addr}"),
+        ListenAddr::Unix(_) => println!("revokd gate listening on {local}"),
+    }
     let limits = ConnectionLimits {
         header_read_timeout: config.limits.header_read_timeout,
         max_connections: config.limits.max_connections,
         max_connections_per_peer: config.limits.max_connections_per_peer,
     };
-    serve_router(listener, app, limits, connections, shutdown)
-        .await
-        .context("serving")
+    let served = serve_router(listener, app, limits, connections, shutdown).await;
+    if let ListenAddr::Unix(path) = &local {
+        // Drained: nobody can be connected any more.
+        let _ = std::fs::remove_file(path);
+    }
+    served.context("serving")
 }

@@ -3,7 +3,8 @@
 //! variables (`REVOKD_GATE_STORE__REDIS_URL=…`), and each key by its flag.
 //!
 //! ```toml
-//! listen = "127.0.0.1:8181"
+//! listen = "127.0.0.1:8181"              # or "unix:/run/revokd/gate.sock"
+//! worker_threads = 1                      # optional: default one per core
 //! issuer = "https://auth.example.com"
 //! audience = "api"
 //! resource = "https://api.example.com"   # optional: RFC 9728 metadata
@@ -28,16 +29,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::StoreConfig;
 use super::load::Loadable;
+use super::{ListenAddr, StoreConfig};
 use crate::gate::PathRule;
 
 /// The gate's configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct GateConfig {
-    /// Address to bind (default `127.0.0.1:8181`).
-    pub listen: SocketAddr,
+    /// Address to bind (default `127.0.0.1:8181`), or `unix:PATH`.
+    pub listen: ListenAddr,
+    /// Threads answering checks (default: one per core). Beside nginx on a
+    /// small host, one thread spends least CPU per check (see the README).
+    pub worker_threads: Option<usize>,
     /// The issuer's URL, exactly as its tokens' `iss` (required).
     pub issuer: String,
     /// The audience tokens must carry (required).
@@ -61,7 +65,8 @@ pub struct GateConfig {
 impl Default for GateConfig {
     fn default() -> Self {
         GateConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8181)),
+            listen: ListenAddr::Tcp(SocketAddr::from(([127, 0, 0, 1], 8181))),
+            worker_threads: None,
             issuer: String::new(),
             audience: String::new(),
             resource: None,
@@ -129,6 +134,9 @@ impl Loadable for GateConfig {
         if self.limits.max_connections == 0 || self.limits.max_connections_per_peer == 0 {
             problems.push("limits: connection caps must be at least 1".to_owned());
         }
+        if self.worker_threads == Some(0) {
+            problems.push("worker_threads must be at least 1".to_owned());
+        }
         if self.limits.header_read_timeout.is_zero() {
             problems.push("limits.header_read_timeout must be positive".to_owned());
         }
@@ -161,13 +169,22 @@ mod tests {
         std::fs::write(
             &file,
             "issuer = \"https://auth.test\"\naudience = \"api\"\n\
+             listen = \"unix:/run/revokd/gate.sock\"\n\
              [store]\nredis_url = \"redis://127.0.0.1:1\"\n\
              [[scope_rules]]\npath = \"/admin\"\nscopes = [\"admin\"]\n",
         )
         .unwrap();
-        let env = [("REVOKD_GATE_AUDIENCE".to_owned(), "orders".to_owned())];
+        let env = [
+            ("REVOKD_GATE_AUDIENCE".to_owned(), "orders".to_owned()),
+            ("REVOKD_GATE_WORKER_THREADS".to_owned(), "1".to_owned()),
+        ];
         let config = GateConfig::load(Some(&file), env, |c| c.fail_closed = true).unwrap();
         assert_eq!(config.issuer, "https://auth.test");
+        assert_eq!(
+            config.listen,
+            ListenAddr::Unix("/run/revokd/gate.sock".into())
+        );
+        assert_eq!(config.worker_threads, Some(1));
         assert_eq!(config.audience, "orders");
         assert!(config.fail_closed);
         assert_eq!(config.scope_rules[0].scopes, ["admin"]);
@@ -176,7 +193,10 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported_at_once() {
-        let env = [("REVOKD_GATE_STALENESS_BOUND".to_owned(), "0s".to_owned())];
+        let env = [
+            ("REVOKD_GATE_STALENESS_BOUND".to_owned(), "0s".to_owned()),
+            ("REVOKD_GATE_WORKER_THREADS".to_owned(), "0".to_owned()),
+        ];
         let error = GateConfig::load(None, env, |c| {
             c.scope_rules.push(PathRule {
                 path: "admin".into(),
@@ -191,6 +211,7 @@ mod tests {
             "redis topology",
             "staleness_bound",
             "scope_rules",
+            "worker_threads",
         ] {
             assert!(text.contains(wanted), "{wanted}: {text}");
         }

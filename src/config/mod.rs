@@ -15,6 +15,7 @@
 //! | `clients.rs` | `[[clients]]`, `[[users]]` |
 //! | `limits.rs` | `[limits]` |
 //! | `gate.rs` | `revokd gate`'s own file |
+//! | `listen.rs` | the gate's address: TCP or a Unix socket |
 //! | `duration.rs` | durations: humantime strings or whole seconds |
 //! | `validate.rs` | what serde cannot check |
 //! | `load.rs` | the file, the overrides, every problem at once |
@@ -30,6 +31,7 @@ mod clients;
 mod duration;
 mod gate;
 mod limits;
+mod listen;
 mod load;
 mod store;
 mod tokens;
@@ -38,6 +40,7 @@ mod validate;
 pub use clients::{ClientConfig, GrantType, RegistrationConfig, UserConfig};
 pub use gate::{GateConfig, GateLimits};
 pub use limits::LimitsConfig;
+pub use listen::ListenAddr;
 pub use load::ConfigError;
 pub use store::StoreConfig;
 pub use tokens::{Cascade, RevocationConfig, SigningKeyConfig, TokensConfig};

@@ -17,20 +17,26 @@
 //!
 //! Each request carries its peer's `ConnectInfo<SocketAddr>`, like
 //! `into_make_service_with_connect_info`, for the per-peer limits.
+//!
+//! [`serve_router`] also accepts on a Unix-domain socket ([`Listener`]),
+//! for a gateway on the same host: its peers are all local and count as
+//! one peer, `127.0.0.1`.
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, UnixListener};
 use tower::ServiceExt;
 
 use super::{AppState, no_store, router};
+use crate::config::ListenAddr;
 use crate::metrics::ConnectionMetrics;
 
 /// What a connection over a cap is sent before it is closed.
@@ -71,15 +77,99 @@ pub async fn serve(
     serve_router(listener, router(state), limits, metrics, shutdown).await
 }
 
+/// A bound listener the accept loop serves: TCP, or a Unix-domain socket.
+pub enum Listener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A Unix-domain socket listener.
+    Unix(UnixListener),
+}
+
+impl From<TcpListener> for Listener {
+    fn from(listener: TcpListener) -> Listener {
+        Listener::Tcp(listener)
+    }
+}
+
+impl Listener {
+    /// Binds `addr`. A Unix socket file left by an earlier run is replaced
+    /// (any other file at that path is an error), and the new one is open
+    /// to every local user, as a loopback port is.
+    pub async fn bind(addr: &ListenAddr) -> std::io::Result<Listener> {
+        match addr {
+            ListenAddr::Tcp(addr) => TcpListener::bind(addr).await.map(Listener::Tcp),
+            ListenAddr::Unix(path) => {
+                use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+                if std::fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_socket()) {
+                    std::fs::remove_file(path)?;
+                }
+                let listener = UnixListener::bind(path)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666))?;
+                Ok(Listener::Unix(listener))
+            }
+        }
+    }
+
+    /// Where it listens (the port a `:0` bind was given, say).
+    pub fn local_addr(&self) -> std::io::Result<ListenAddr> {
+        match self {
+            Listener::Tcp(listener) => listener.local_addr().map(ListenAddr::Tcp),
+            Listener::Unix(listener) => {
+                let addr = listener.local_addr()?;
+                let path = addr
+                    .as_pathname()
+                    .ok_or_else(|| std::io::Error::other("the Unix socket has no path name"))?;
+                Ok(ListenAddr::Unix(path.to_owned()))
+            }
+        }
+    }
+
+    /// The next connection, with its peer's address (`127.0.0.1:0` for a
+    /// Unix-socket peer).
+    async fn accept(&self) -> std::io::Result<(Box<dyn Io>, SocketAddr)> {
+        match self {
+            Listener::Tcp(listener) => {
+                let (stream, peer) = listener.accept().await?;
+                // One writev per answer: never wait for the peer's ack.
+                stream.set_nodelay(true)?;
+                Ok((Box::new(stream), peer))
+            }
+            Listener::Unix(listener) => {
+                let (stream, _) = listener.accept().await?;
+                Ok((Box::new(stream), SocketAddr::from((Ipv4Addr::LOCALHOST, 0))))
+            }
+        }
+    }
+}
+
+/// A connection's byte stream, whichever listener it came from.
+trait Io: AsyncRead + AsyncWrite + Send + Unpin {
+    /// Writes what fits now, never waiting (the refusal).
+    fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize>;
+}
+
+impl Io for tokio::net::TcpStream {
+    fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        tokio::net::TcpStream::try_write(self, bytes)
+    }
+}
+
+impl Io for tokio::net::UnixStream {
+    fn try_write(&self, bytes: &[u8]) -> std::io::Result<usize> {
+        tokio::net::UnixStream::try_write(self, bytes)
+    }
+}
+
 /// Serves any `app` the same way (the gate's too): connection caps, header
 /// read timeout, graceful drain.
 pub async fn serve_router(
-    listener: TcpListener,
+    listener: impl Into<Listener>,
     app: axum::Router,
     limits: ConnectionLimits,
     metrics: ConnectionMetrics,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let listener = listener.into();
     let open = Arc::new(Open::new(
         limits.max_connections,
         limits.max_connections_per_peer,

@@ -269,6 +269,60 @@ async fn nginx_passes_a_valid_token_on_and_refuses_the_rest_before_the_upstream(
 }
 
 #[tokio::test]
+async fn a_gate_on_a_unix_socket_serves_nginx_the_same_and_removes_its_socket() {
+    let redis = RedisServer::start();
+    let keys = key_set(SigningAlg::EdDSA, "gate-unix");
+    let (issuer, _replication) = start_on_redis_discoverable(keys, &redis.url()).await;
+    let upstream = upstream().await;
+    let dir = TempDir::new("gate-socket");
+    let socket = dir.join("gate.sock");
+    // A socket file left by an earlier run is replaced.
+    drop(std::os::unix::net::UnixListener::bind(&socket).unwrap());
+    let listen = format!("unix:{}", socket.display());
+    let gate = Process::spawn(
+        Command::new(REVOKD)
+            .args(["gate", "--listen", &listen, "--audience", "api"])
+            .args(["--issuer", &issuer.base, "--redis", &redis.url()]),
+    );
+    let line = tokio::task::spawn_blocking(move || {
+        let line = gate.line(Duration::from_secs(60), |l| {
+            l.starts_with("revokd gate listening on ")
+        });
+        (gate, line)
+    })
+    .await
+    .unwrap();
+    let (gate, line) = line;
+    assert_eq!(line, format!("revokd gate listening on {listen}"));
+    let nginx = nginx(&listen, &upstream.addr);
+    let api = format!("{}/api/orders", nginx.base);
+    let (access, _) = issuer.login(WEB).await;
+
+    eventually(
+        "nginx lets a valid token through the socket",
+        READY,
+        || async { get(&api, Some(&access)).await.status() == 200 },
+    )
+    .await;
+    let seen: Value = get(&api, Some(&access)).await.json().await.unwrap();
+    assert_eq!(seen["sub"], "alice");
+    assert_eq!(get(&api, Some("not-a-jwt")).await.status(), 401);
+    assert_eq!(issuer.revoke(WEB, &access).await, 200);
+    eventually(
+        "the revoked token refused through the socket",
+        Duration::from_secs(2),
+        || async { get(&api, Some(&access)).await.status() == 401 },
+    )
+    .await;
+
+    gate.signal("TERM");
+    assert!(
+        poll(Duration::from_secs(10), || (!socket.exists()).then_some(())).is_some(),
+        "the gate left its socket behind"
+    );
+}
+
+#[tokio::test]
 async fn scope_rules_give_403_however_the_path_is_spelled() {
     let w = world().await;
     let (access, _) = w.issuer.login(WEB).await;
@@ -300,6 +354,19 @@ async fn scope_rules_give_403_however_the_path_is_spelled() {
     );
     let other = format!("{}/administrator", w.nginx.base);
     assert_eq!(get(&other, Some(&access)).await.status(), 200);
+
+    // A client naming another path in the headers the gate reads cannot
+    // move the check off the path nginx serves.
+    for header in ["X-Original-URI", "X-Forwarded-Uri", "X-Original-URL"] {
+        let spoofed = http()
+            .get(format!("{}/admin", w.nginx.base))
+            .bearer_auth(&access)
+            .header(header, "/orders")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(spoofed.status(), 403, "{header}");
+    }
 
     // Asked directly, in Envoy's shape (the path appended), Traefik's
     // (X-Forwarded-Uri) and ingress-nginx's (X-Original-URL); and

@@ -45,6 +45,11 @@ impl Process {
         self.lines.next_matching(timeout, wanted)
     }
 
+    /// Sends `kill -<name>` to its pid.
+    pub fn signal(&self, name: &str) {
+        self._child.signal(name);
+    }
+
     /// Kills the process by its pid and reaps it.
     pub fn kill(self) {
         self._child.kill();
