@@ -22,8 +22,10 @@
 //!
 //! # The request path
 //!
-//! A token seen before costs a SHA-256 and a map lookup (the verifier's
-//! cache) plus the denylist check; a new one its signature check, inline.
+//! A token seen before costs a keyed XXH3 of the token, a map lookup and a
+//! comparison with the token bytes the verifier's cache holds (it keeps raw
+//! tokens until their `exp` or eviction: see [`Verifier`]) plus the
+//! denylist check; a new one its signature check, inline.
 //! Only a token whose `kid` is unknown makes the future wait for a
 //! (rate-limited) refetch of the issuer's keys.
 

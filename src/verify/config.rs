@@ -11,7 +11,9 @@ pub struct VerifierConfig {
     pub audience: String,
     /// Clock skew tolerated on `exp` and `nbf`.
     pub leeway: Duration,
-    /// Verified tokens remembered at most (0 disables the cache).
+    /// Verified tokens remembered at most (0 disables the cache). Each entry
+    /// holds the raw token (at most 4 KiB; longer ones are not cached) until
+    /// its `exp` or eviction: the token's bytes plus 50 to 100 of table.
     pub cache_capacity: usize,
     /// Shortest time between two JWK set fetches caused by unknown kids.
     pub refetch_interval: Duration,

@@ -20,9 +20,19 @@
 //!
 //! # The verified-token cache
 //!
-//! The checks before the denylist cost tens of microseconds (the signature). A token that passed
-//! them is remembered under the SHA-256 of the whole token, so the next
-//! presentation costs a hash and a map lookup. The cache is bounded
+//! The checks before the denylist cost tens of microseconds (the signature).
+//! A token that passed them is remembered: found by a keyed 64-bit XXH3 of
+//! the whole token (a random secret per verifier) and confirmed by comparing
+//! every byte of the token the entry holds, so a hash collision is a miss
+//! and a full verification, never another token's claims. The next
+//! presentation costs a hash, a map lookup and that comparison.
+//!
+//! So the cache holds raw bearer tokens, until their `exp` passes or they
+//! are evicted: per entry the token's bytes (a few hundred; tokens over
+//! 4 KiB are never cached) plus 50 to 100 bytes of table, besides the
+//! shared claims. The reason is speed: SHA-256 of the token was about a
+//! third of the cached path. The token is short-lived and passes through
+//! memory with every request anyway. The cache is bounded
 //! ([`VerifierConfig::cache_capacity`]) and an entry is never used once the
 //! token's `exp` has passed (no leeway there: the full check, with its
 //! leeway, runs again). Only the denylist check runs on a hit.
@@ -217,12 +227,13 @@ impl Verifier {
         if token.len() > MAX_TOKEN_LEN {
             return Err(VerifyError::TooLong);
         }
-        let digest = TokenCache::digest(token);
-        let claims = match self.inner.cache.get(&digest, now) {
+        let cache = &self.inner.cache;
+        let hash = cache.hash(token);
+        let claims = match cache.get(hash, token, now) {
             Some(claims) => claims,
             None => {
                 let claims = Arc::new(self.verify_uncached(token, now)?);
-                self.inner.cache.insert(digest, claims.clone(), now);
+                cache.insert(hash, token, claims.clone(), now);
                 claims
             }
         };
@@ -355,5 +366,52 @@ mod tests {
             verifier.verify_at(&"a".repeat(MAX_TOKEN_LEN + 1), 1),
             Err(VerifyError::TooLong)
         );
+    }
+
+    /// Two tokens forced onto one cache hash: the second is verified in
+    /// full, never answered with the first's claims.
+    #[cfg(feature = "issuer")]
+    #[test]
+    fn a_hash_collision_never_skips_verification() {
+        use crate::signing::{SigningAlg, SigningKeys};
+
+        let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
+        let config = VerifierConfig::new("https://i", "api");
+        let mut verifier = Verifier::with_static_jwks(config, keys.jwks_json(), None).unwrap();
+        Arc::get_mut(&mut verifier.inner).unwrap().cache = TokenCache::colliding(32);
+        let claims = |sub: &str| Claims {
+            iss: "https://i".into(),
+            sub: sub.into(),
+            aud: Audience::One("api".into()),
+            client_id: "web".into(),
+            scope: "read".into(),
+            iat: 100,
+            exp: 1000,
+            nbf: None,
+            jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
+            sid: "BBBBBBBBBBBBBBBBBBBBBB".into(),
+        };
+        let sign = |claims: &Claims| keys.active().sign(TokenKind::Access, claims).unwrap();
+        let alice = sign(&claims("alice"));
+        assert_eq!(verifier.verify_at(&alice, 200).unwrap().sub, "alice");
+        assert_eq!(verifier.cached_tokens(), 1);
+        assert_eq!(verifier.verify_at(&alice, 200).unwrap().sub, "alice");
+
+        // The same claims with one signature byte changed: same hash, same
+        // length, and refused.
+        let mut forged = alice.clone().into_bytes();
+        let last = forged.len() - 2;
+        forged[last] = if forged[last] == b'A' { b'B' } else { b'A' };
+        let forged = String::from_utf8(forged).unwrap();
+        assert_eq!(
+            verifier.verify_at(&forged, 200),
+            Err(VerifyError::BadSignature)
+        );
+        // A valid token of someone else gets its own claims, and takes the
+        // slot; alice is then verified in full again, still as alice.
+        let bob = sign(&claims("bob"));
+        assert_eq!(verifier.verify_at(&bob, 200).unwrap().sub, "bob");
+        assert_eq!(verifier.verify_at(&alice, 200).unwrap().sub, "alice");
+        assert_eq!(verifier.cached_tokens(), 1);
     }
 }
