@@ -12,6 +12,7 @@ use serde_json::Value;
 
 use crate::loopback;
 use crate::redis_server::RedisServer;
+use crate::support::browser::{Browser, form_fields, with};
 use crate::support::{ALICE, Server, start_replicated_with, start_with};
 
 /// A public app (an MCP client, say): no secret, PKCE required.
@@ -39,132 +40,6 @@ fn add_app(c: &mut revokd::config::Config) {
         access_ttl: None,
         refresh_ttl: None,
     });
-}
-
-/// A browser: remembers cookies, never follows redirects.
-struct Browser {
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap(),
-            cookies: HashMap::new(),
-        }
-    }
-
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep_cookies(&mut self, response: &reqwest::Response) {
-        for value in response.headers().get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
-            let (name, value) = pair.split_once('=').unwrap();
-            assert!(
-                attributes.contains("HttpOnly") && attributes.contains("SameSite=Lax"),
-                "{text}"
-            );
-            if attributes.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-    }
-
-    async fn get(&mut self, url: &str) -> (u16, HashMap<String, String>, String) {
-        let response = self
-            .http
-            .get(url)
-            .header("cookie", self.cookie_header())
-            .send()
-            .await
-            .unwrap();
-        self.read(response).await
-    }
-
-    async fn post(
-        &mut self,
-        url: &str,
-        form: &[(String, String)],
-    ) -> (u16, HashMap<String, String>, String) {
-        let response = self
-            .http
-            .post(url)
-            .header("cookie", self.cookie_header())
-            .form(form)
-            .send()
-            .await
-            .unwrap();
-        self.read(response).await
-    }
-
-    async fn read(
-        &mut self,
-        response: reqwest::Response,
-    ) -> (u16, HashMap<String, String>, String) {
-        self.keep_cookies(&response);
-        let status = response.status().as_u16();
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        (status, headers, response.text().await.unwrap())
-    }
-}
-
-/// The hidden and named inputs of the page's first form, as a browser
-/// would post them (buttons excluded).
-fn form_fields(html: &str) -> Vec<(String, String)> {
-    let form = &html[html.find("<form").expect("a form")..];
-    let form = &form[..form.find("</form>").unwrap()];
-    form.split("<input")
-        .skip(1)
-        .filter_map(|input| {
-            let attr = |name: &str| {
-                let start = input.find(&format!("{name}=\""))? + name.len() + 2;
-                let end = input[start..].find('"')? + start;
-                Some(unescape(&input[start..end]))
-            };
-            (attr("type").as_deref() == Some("hidden"))
-                .then(|| (attr("name").unwrap(), attr("value").unwrap()))
-        })
-        .collect()
-}
-
-fn unescape(text: &str) -> String {
-    text.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
-}
-
-fn with(mut fields: Vec<(String, String)>, extra: &[(&str, &str)]) -> Vec<(String, String)> {
-    fields.extend(
-        extra
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    fields
 }
 
 /// A PKCE pair: verifier and its S256 challenge.

@@ -9,7 +9,6 @@
 //! runs in-process on the same Redis (its registered clients' audience is
 //! the MCP server's URL).
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use crate::loopback::{self, ServerTask};
 use crate::process::{ChildGuard, StdoutLines, free_port};
 use crate::redis_server::RedisServer;
 use crate::resource_server::e2e::{Process, READY, http};
+use crate::support::browser::{Browser, form_fields};
 use crate::support::{ALICE, config, decode_parts};
 use crate::wait::wait_for_status;
 
@@ -40,84 +40,14 @@ fn python_with_mcp() {
     );
 }
 
-/// A browser for `/account`: cookies by hand, no redirects followed.
-struct Browser {
-    http: reqwest::Client,
-    cookies: HashMap<String, String>,
-}
-
-impl Browser {
-    fn new() -> Browser {
-        Browser {
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(10))
-                .build()
-                .unwrap(),
-            cookies: HashMap::new(),
-        }
-    }
-
-    async fn send(&mut self, request: reqwest::RequestBuilder) -> (u16, String) {
-        let cookie = self
-            .cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        let response = request.header("cookie", cookie).send().await.unwrap();
-        for value in response.headers().get_all("set-cookie") {
-            let text = value.to_str().unwrap();
-            let pair = text.split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            if text.contains("Max-Age=0") {
-                self.cookies.remove(name);
-            } else {
-                self.cookies.insert(name.to_owned(), value.to_owned());
-            }
-        }
-        let status = response.status().as_u16();
-        (status, response.text().await.unwrap())
-    }
-
-    async fn get(&mut self, url: &str) -> (u16, String) {
-        let request = self.http.get(url);
-        self.send(request).await
-    }
-
-    async fn post(&mut self, url: &str, form: &[(String, String)]) -> (u16, String) {
-        let request = self.http.post(url).form(form);
-        self.send(request).await
-    }
-}
-
-/// The hidden inputs of the first form in `html`.
-fn hidden_fields(html: &str) -> Vec<(String, String)> {
-    let form = &html[html.find("<form").expect("a form")..];
-    let form = &form[..form.find("</form>").unwrap()];
-    form.split("<input")
-        .skip(1)
-        .filter_map(|input| {
-            let attr = |name: &str| {
-                let start = input.find(&format!("{name}=\""))? + name.len() + 2;
-                let end = input[start..].find('"')? + start;
-                Some(input[start..end].replace("&amp;", "&"))
-            };
-            (attr("type").as_deref() == Some("hidden"))
-                .then(|| (attr("name").unwrap(), attr("value").unwrap()))
-        })
-        .collect()
-}
-
 /// Alice signs in on `/account` and disconnects `client_id`.
 async fn disconnect(issuer: &str, client_id: &str) {
     let mut alice = Browser::new();
     let account = format!("{issuer}/account");
-    let (status, login) = alice.get(&account).await;
+    let (status, _, login) = alice.get(&account).await;
     assert_eq!(status, 200);
     assert!(login.contains("name=\"password\""), "{login}");
-    let mut fields = hidden_fields(&login);
+    let mut fields = form_fields(&login);
     fields.extend(
         [
             ("action", "login"),
@@ -126,19 +56,19 @@ async fn disconnect(issuer: &str, client_id: &str) {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
-    let (status, _) = alice
+    let (status, _, _) = alice
         .post(&format!("{issuer}/account/login"), &fields)
         .await;
     assert_eq!(status, 303, "signed in");
-    let (status, page) = alice.get(&account).await;
+    let (status, _, page) = alice.get(&account).await;
     assert_eq!(status, 200);
     let action = format!("/account/apps/{client_id}/disconnect");
     let at = page.find(&action).unwrap_or_else(|| {
         panic!("the registered MCP client is listed with a Disconnect form: {page}")
     });
     let form = &page[page[..at].rfind("<form").unwrap()..];
-    let (status, _) = alice
-        .post(&format!("{issuer}{action}"), &hidden_fields(form))
+    let (status, _, _) = alice
+        .post(&format!("{issuer}{action}"), &form_fields(form))
         .await;
     assert_eq!(status, 303, "disconnected");
 }

@@ -10,6 +10,8 @@ use revokd::issuer::{self, AppState};
 use revokd::signing::{SigningAlg, SigningKey, SigningKeys, generate_pem};
 use serde_json::Value;
 
+pub mod browser;
+
 use crate::config::{Client, ConfigFile};
 use crate::loopback::{self, ServerTask};
 use crate::wait::wait_for_status;
