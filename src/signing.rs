@@ -5,18 +5,31 @@
 //! ES256, RSA → RS256). Verification looks a token's `kid` up in this map
 //! only and allows exactly that key's algorithm, never the header's choice.
 //!
-//! Crypto stacks: jsonwebtoken signs and verifies with its `aws_lc_rs`
-//! backend; key parsing uses aws-lc-rs too, so a key that loads here is one
-//! jsonwebtoken can use. ring generates Ed25519 and P-256 keys and random ids;
-//! aws-lc-rs generates RSA keys (ring cannot).
+//! Crypto stacks: tokens are signed with aws-lc-rs directly, from a key pair
+//! parsed once at start-up, and verified by jsonwebtoken on its `aws_lc_rs`
+//! backend (the same library underneath). ring generates Ed25519 and P-256
+//! keys and random ids; aws-lc-rs generates RSA keys (ring cannot).
+//!
+//! # Why not `jsonwebtoken::encode`
+//!
+//! It parses the PKCS#8 document again for every token: for Ed25519 that
+//! recomputes the public key (a scalar multiplication, as dear as the
+//! signature itself), for P-256 it validates the point, for RSA the key.
+//! It also serialises and base64-encodes the header per token, which is a
+//! constant per key and kind. [`SigningKey::sign`] keeps the parsed pair and
+//! the two encoded headers, so a token costs one claims serialisation, one
+//! base64 pass and one signature. The self-test at load verifies a token
+//! signed this way through the same checks every token passes.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RsaKeyPair,
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
+    RsaKeyPair,
 };
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -116,13 +129,84 @@ pub enum SigningKeyError {
 
 /// Why a token could not be signed.
 #[derive(Debug, thiserror::Error)]
-#[error("signing failed")]
-pub struct SignError(#[source] jsonwebtoken::errors::Error);
+#[error("signing failed: {0}")]
+pub struct SignError(&'static str);
+
+/// A parsed private key, ready to sign (parsed once, never per token).
+enum Signer {
+    Ed25519(Ed25519KeyPair),
+    Es256(EcdsaKeyPair),
+    Rs256(RsaKeyPair),
+}
+
+/// A signature, on the stack: 64 bytes for EdDSA and ES256, the modulus
+/// length for RS256 (aws-lc-rs refuses moduli over 8192 bits).
+struct Signature {
+    bytes: [u8; 1024],
+    len: usize,
+}
+
+impl AsRef<[u8]> for Signature {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+// === impl Signer ===
+
+impl Signer {
+    /// Signs `message`.
+    fn sign(&self, rng: &SystemRandom, message: &[u8]) -> Result<Signature, SignError> {
+        let mut out = Signature {
+            bytes: [0; 1024],
+            len: 0,
+        };
+        let fixed = |out: &mut Signature, signature: &[u8]| {
+            out.bytes[..signature.len()].copy_from_slice(signature);
+            out.len = signature.len();
+        };
+        match self {
+            Signer::Ed25519(pair) => fixed(&mut out, pair.sign(message).as_ref()),
+            Signer::Es256(pair) => {
+                let signature = pair
+                    .sign(rng, message)
+                    .map_err(|_| SignError("ECDSA signature"))?;
+                fixed(&mut out, signature.as_ref());
+            }
+            Signer::Rs256(pair) => {
+                let len = pair.public_modulus_len();
+                let buffer = out
+                    .bytes
+                    .get_mut(..len)
+                    .ok_or(SignError("RSA modulus too long"))?;
+                pair.sign(&RSA_PKCS1_SHA256, rng, message, buffer)
+                    .map_err(|_| SignError("RSA signature"))?;
+                out.len = len;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Longest signature, in bytes.
+    fn max_len(&self) -> usize {
+        match self {
+            Signer::Ed25519(_) | Signer::Es256(_) => 64,
+            Signer::Rs256(pair) => pair.public_modulus_len(),
+        }
+    }
+}
 
 /// One signing key with everything derived from it once.
 pub struct SigningKey {
     kid: String,
     alg: SigningAlg,
+    signer: Signer,
+    /// The base64url JOSE header of an access token (`typ: at+jwt`) and of a
+    /// refresh token (`typ: rt+jwt`) signed by this key: constants, encoded
+    /// once.
+    headers: [String; 2],
+    /// The random generator ECDSA and RSA signing draw from.
+    rng: SystemRandom,
     encoding: EncodingKey,
     verifying: VerifyingKey,
     jwk: serde_json::Value,
@@ -154,7 +238,9 @@ impl SigningKey {
     pub fn from_pkcs8(kid: &str, der: &[u8]) -> Result<SigningKey, SigningKeyError> {
         let b64 = |bytes: &[u8]| URL_SAFE_NO_PAD.encode(bytes);
         let bad = || SigningKeyError::Unsupported(kid.to_owned());
-        let (alg, encoding, decoding, mut jwk) = if let Ok(pair) = Ed25519KeyPair::from_pkcs8(der) {
+        let (alg, signer, encoding, decoding, mut jwk) = if let Ok(pair) =
+            Ed25519KeyPair::from_pkcs8(der)
+        {
             // The JWK is built from the public key, not from the PKCS#8
             // document (jsonwebtoken rejects ring's v2 documents there).
             let x = b64(pair.public_key().as_ref());
@@ -162,6 +248,7 @@ impl SigningKey {
             let jwk = json!({"kty": "OKP", "crv": "Ed25519", "x": x});
             (
                 SigningAlg::EdDSA,
+                Signer::Ed25519(pair),
                 EncodingKey::from_ed_der(der),
                 decoding,
                 jwk,
@@ -178,6 +265,7 @@ impl SigningKey {
             let jwk = json!({"kty": "EC", "crv": "P-256", "x": x, "y": y});
             (
                 SigningAlg::ES256,
+                Signer::Es256(pair),
                 EncodingKey::from_ec_der(der),
                 decoding,
                 jwk,
@@ -193,7 +281,13 @@ impl SigningKey {
             // jsonwebtoken's RSA signer wants PKCS#1 (the key inside PKCS#8).
             let encoding = EncodingKey::from_rsa_der(pkcs8_private_key(der).ok_or_else(bad)?);
             let jwk = json!({"kty": "RSA", "n": n, "e": e});
-            (SigningAlg::RS256, encoding, decoding, jwk)
+            (
+                SigningAlg::RS256,
+                Signer::Rs256(pair),
+                encoding,
+                decoding,
+                jwk,
+            )
         } else {
             return Err(bad());
         };
@@ -202,9 +296,16 @@ impl SigningKey {
             map.insert("alg".into(), alg.as_str().into());
             map.insert("use".into(), "sig".into());
         }
+        let header = |kind: TokenKind| {
+            let json = json!({"alg": alg.as_str(), "typ": kind.typ(), "kid": kid});
+            URL_SAFE_NO_PAD.encode(json.to_string())
+        };
         let key = SigningKey {
             kid: kid.to_owned(),
             alg,
+            signer,
+            headers: [header(TokenKind::Access), header(TokenKind::Refresh)],
+            rng: SystemRandom::new(),
             encoding,
             verifying: VerifyingKey::new(alg.jwt(), decoding),
             jwk,
@@ -244,12 +345,30 @@ impl SigningKey {
         }
     }
 
-    /// Signs `claims` as a token of `kind` with this key.
+    /// Signs `claims` as a token of `kind` with this key: the constant
+    /// header, the claims serialised straight into base64url, the signature,
+    /// in one buffer allocated once at its final size.
     pub fn sign(&self, kind: TokenKind, claims: &Claims) -> Result<String, SignError> {
-        let mut header = jsonwebtoken::Header::new(self.alg.jwt());
-        header.typ = Some(kind.typ().to_owned());
-        header.kid = Some(self.kid.clone());
-        jsonwebtoken::encode(&header, claims, &self.encoding).map_err(SignError)
+        let header = match kind {
+            TokenKind::Access => &self.headers[0],
+            TokenKind::Refresh => &self.headers[1],
+        };
+        // Claims of our tokens are a few hundred bytes; a longer one only
+        // reallocates.
+        let capacity = header.len() + 2 + 4 * (512 + self.signer.max_len()).div_ceil(3);
+        let mut token = String::with_capacity(capacity);
+        token.push_str(header);
+        token.push('.');
+        {
+            let mut payload =
+                base64::write::EncoderStringWriter::from_consumer(&mut token, &URL_SAFE_NO_PAD);
+            serde_json::to_writer(&mut payload, claims).map_err(|_| SignError("claims"))?;
+            payload.into_inner();
+        }
+        let signature = self.signer.sign(&self.rng, token.as_bytes())?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(signature, &mut token);
+        Ok(token)
     }
 
     /// The key id.
