@@ -39,6 +39,7 @@ fn claims() -> Claims {
         nbf: None,
         jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
         sid: "BBBBBBBBBBBBBBBBBBBBBB".into(),
+        resource: Vec::new(),
     }
 }
 

@@ -171,6 +171,7 @@ fn claims() -> Claims {
         nbf: None,
         jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
         sid: "BBBBBBBBBBBBBBBBBBBBBB".into(),
+        resource: Vec::new(),
     }
 }
 

@@ -88,6 +88,14 @@ impl Audience {
         }
     }
 
+    /// The audiences, as a list.
+    pub fn as_slice(&self) -> &[String] {
+        match self {
+            Audience::One(a) => std::slice::from_ref(a),
+            Audience::Many(list) => list,
+        }
+    }
+
     /// Whether `aud` names `who`.
     pub fn contains(&self, who: &str) -> bool {
         match self {
@@ -125,6 +133,12 @@ pub struct Claims {
     /// tokens without one.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub sid: String,
+    /// Refresh tokens only: the resources (RFC 8707) the grant was narrowed
+    /// to at authorization, which every access token of its refresh chain
+    /// keeps as its audience; empty when the grant named none (the client's
+    /// whole audience).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resource: Vec<String>,
 }
 
 impl Claims {
@@ -413,6 +427,7 @@ mod tests {
             nbf: None,
             jti: "j".into(),
             sid: String::new(),
+            resource: Vec::new(),
         };
         assert!(claims.has_scope("read") && claims.has_scope("write"));
         assert!(!claims.has_scope(""));

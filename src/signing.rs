@@ -331,6 +331,7 @@ impl SigningKey {
             nbf: None,
             jti: "self-test".into(),
             sid: "self-test".into(),
+            resource: Vec::new(),
         };
         let token = self.sign(TokenKind::Access, &probe).map_err(|_| failed())?;
         let header = jwt::read_header(&token).map_err(|_| failed())?;

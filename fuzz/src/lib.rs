@@ -154,6 +154,7 @@ pub fn real_token(kind: TokenKind) -> String {
         exp: NOW + 300,
         jti: "q8sXbZfVh0WcJz0m4mQ9Ow".to_owned(),
         sid: "sid-7Jm2".to_owned(),
+        resource: Vec::new(),
     };
     jwt::sign(&KEYS, kind, &claims).expect("the fixture key signs")
 }

@@ -48,6 +48,10 @@ pub enum OAuthError {
     /// 400 `invalid_scope`.
     #[error("invalid_scope")]
     InvalidScope,
+    /// 400 `invalid_target` (RFC 8707 §2): a `resource` the client or the
+    /// grant may not reach.
+    #[error("invalid_target: {0}")]
+    InvalidTarget(&'static str),
     /// 401 `invalid_token` (RFC 6750): the admin API's bearer token is bad.
     #[error("invalid_token")]
     InvalidToken,
@@ -118,6 +122,7 @@ impl OAuthError {
             OAuthError::UnauthorizedClient(_) => "unauthorized_client",
             OAuthError::UnsupportedGrantType => "unsupported_grant_type",
             OAuthError::InvalidScope => "invalid_scope",
+            OAuthError::InvalidTarget(_) => "invalid_target",
             OAuthError::InvalidClientMetadata(_) => "invalid_client_metadata",
             OAuthError::InvalidRedirectUri(_) => "invalid_redirect_uri",
             OAuthError::InvalidToken => "invalid_token",
@@ -147,7 +152,9 @@ impl OAuthError {
         match self {
             OAuthError::InvalidRequest(why) => Some(why),
             OAuthError::InvalidClient => Some("client authentication failed"),
-            OAuthError::InvalidGrant(why) | OAuthError::UnauthorizedClient(why) => Some(why),
+            OAuthError::InvalidGrant(why)
+            | OAuthError::UnauthorizedClient(why)
+            | OAuthError::InvalidTarget(why) => Some(why),
             OAuthError::InvalidClientMetadata(why) | OAuthError::InvalidRedirectUri(why) => {
                 Some(why)
             }

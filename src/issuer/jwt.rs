@@ -60,6 +60,7 @@ mod tests {
             nbf: None,
             jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
             sid: "BBBBBBBBBBBBBBBBBBBBBB".into(),
+            resource: Vec::new(),
         }
     }
 

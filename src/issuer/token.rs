@@ -96,7 +96,15 @@ fn client_credentials(
     let scope = granted_scope(form.get("scope"), &client.scopes, &client.default_scopes)?;
     // RFC 9068 §2.2: with no resource owner, `sub` names the client.
     // RFC 6749 §4.4.3: no refresh token.
-    issue(state, client, &client.id, scope, None, &random_id()?)
+    let resources = Resources::requested(form);
+    issue(
+        state,
+        client,
+        &client.id,
+        (scope, None),
+        &random_id()?,
+        resources,
+    )
 }
 
 async fn password(
@@ -113,14 +121,15 @@ async fn password(
             "invalid resource owner credentials",
         ));
     }
-    let refresh_scope = scope.clone();
+    let refresh_scope = Some(scope.clone());
+    let resources = Resources::requested(form);
     issue(
         state,
         client,
         username,
-        scope,
-        Some(refresh_scope),
+        (scope, refresh_scope),
         &random_id()?,
+        resources,
     )
 }
 
@@ -170,22 +179,21 @@ async fn authorization_code(
         (None, Some(_)) => return Err(OAuthError::InvalidGrant("no code_challenge was sent")),
         (None, None) => {}
     }
-    let audience = if grant.audience.is_empty() {
-        client.audience.clone()
-    } else {
-        Audience::from_list(&grant.audience)
+    let resources = Resources {
+        granted: &grant.audience,
+        requested: form.get("resource"),
     };
     let refresh_scope = client
         .grants
         .contains(&GrantType::RefreshToken)
         .then(|| grant.scope.clone());
-    let response = issue_for(
+    let response = issue(
         state,
         client,
         &grant.sub,
         (grant.scope.clone(), refresh_scope),
         &grant.sid,
-        &audience,
+        resources,
     )?;
     let now = clock::now_secs();
     let record = GrantRecord {
@@ -269,6 +277,13 @@ async fn refresh(
         .map(str::to_owned)
         .collect();
     let scope = granted_scope(form.get("scope"), &allowed, &allowed)?;
+    // RFC 8707 §2.2: the grant's resources, narrowed by the request's;
+    // refused here, before the token is claimed, when it may not reach them.
+    let resources = Resources {
+        granted: &old.resource,
+        requested: form.get("resource"),
+    };
+    resources.audience(client)?;
     let ttl = Duration::from_secs(old.exp.saturating_sub(now).max(1));
     // Claim, sign, confirm, retire, answer (see `RefreshUse`): an attempt
     // whose answer was lost before the confirm can be retried; one that was
@@ -281,14 +296,15 @@ async fn refresh(
         return Err(reuse(state, client, &old, now).await);
     }
     // RFC 6749 §6: the new refresh token keeps the presented one's scope
-    // (less what the client lost since); only the access token is narrowed.
+    // (less what the client lost since) and its resources; only the access
+    // token is narrowed.
     let response = issue(
         state,
         client,
         &old.sub,
-        scope,
-        Some(allowed.join(" ")),
+        (scope, Some(allowed.join(" "))),
         &old.sid,
+        resources,
     )?;
     if !state.store.confirm_refresh(&old.jti, &attempt).await? {
         // A concurrent presentation of the same token took the claim over.
@@ -343,36 +359,73 @@ async fn reuse(state: &AppState, client: &Client, old: &Claims, now: u64) -> OAu
     OAuthError::InvalidGrant("refresh token reused: the session is revoked")
 }
 
-/// Signs an access token with `scope` (and a refresh token with
-/// `refresh_scope`, when given) for `sub` in session `sid`, unless a rule
-/// already revokes tokens for its keys (a disabled client, a revoked user).
-fn issue(
-    state: &AppState,
-    client: &Client,
-    sub: &str,
-    scope: String,
-    refresh_scope: Option<String>,
-    sid: &str,
-) -> Result<TokenResponse, OAuthError> {
-    issue_for(
-        state,
-        client,
-        sub,
-        (scope, refresh_scope),
-        sid,
-        &client.audience,
-    )
+/// The resources (RFC 8707) a grant is bound to, and the one a token
+/// request names.
+#[derive(Debug, Clone, Copy)]
+struct Resources<'a> {
+    /// The grant's, from the authorization request or the refresh token
+    /// (empty: none named, the client's whole audience).
+    granted: &'a [String],
+    /// The token request's `resource`.
+    requested: Option<&'a str>,
 }
 
-/// [`issue`] with the access token's audience given (RFC 8707 narrows it).
-fn issue_for(
+impl<'a> Resources<'a> {
+    /// A grant bound to no resource, narrowed by the request's `resource`.
+    fn requested(form: &'a OAuthForm) -> Resources<'a> {
+        Resources {
+            granted: &[],
+            requested: form.get("resource"),
+        }
+    }
+
+    /// The access token's audience: the granted resources the client still
+    /// holds (all its audience when none were granted), narrowed to the
+    /// requested one, which must be among them.
+    fn audience(self, client: &Client) -> Result<Audience, OAuthError> {
+        if self.granted.is_empty() && self.requested.is_none() {
+            return Ok(client.audience.clone());
+        }
+        let held: Vec<String> = if self.granted.is_empty() {
+            client.audience.as_slice().to_vec()
+        } else {
+            self.granted
+                .iter()
+                .filter(|resource| client.audience.contains(resource))
+                .cloned()
+                .collect()
+        };
+        let audience = match self.requested {
+            None => held,
+            Some(resource) if held.iter().any(|h| h == resource) => vec![resource.to_owned()],
+            Some(_) => {
+                return Err(OAuthError::InvalidTarget(
+                    "the resource is not one this grant may access",
+                ));
+            }
+        };
+        if audience.is_empty() {
+            return Err(OAuthError::InvalidTarget(
+                "the client may no longer access the resource it was granted",
+            ));
+        }
+        Ok(Audience::from_list(&audience))
+    }
+}
+
+/// Signs an access token with `scope` for `resources` (and a refresh token
+/// with `refresh_scope`, when given, bound to the same resources) for `sub`
+/// in session `sid`, unless a rule already revokes tokens for its keys (a
+/// disabled client, a revoked user).
+fn issue(
     state: &AppState,
     client: &Client,
     sub: &str,
     (scope, refresh_scope): (String, Option<String>),
     sid: &str,
-    audience: &Audience,
+    resources: Resources<'_>,
 ) -> Result<TokenResponse, OAuthError> {
+    let audience = resources.audience(client)?;
     let now = clock::now_secs();
     let jti = random_id()?;
     let keys = TokenKeys {
@@ -392,7 +445,7 @@ fn issue_for(
     let access = Claims {
         iss: issuer.clone(),
         sub: sub.to_owned(),
-        aud: audience.clone(),
+        aud: audience,
         client_id: client.id.clone(),
         scope,
         iat: now,
@@ -400,6 +453,7 @@ fn issue_for(
         nbf: None,
         jti,
         sid: sid.to_owned(),
+        resource: Vec::new(),
     };
     let access_token = sign(state, TokenKind::Access, &access)?;
     let refresh_token = match refresh_scope {
@@ -409,6 +463,7 @@ fn issue_for(
                 scope: refresh_scope,
                 exp: now.saturating_add(client.refresh_ttl),
                 jti: random_id()?,
+                resource: resources.granted.to_vec(),
                 ..access.clone()
             };
             Some(sign(state, TokenKind::Refresh, &refresh)?)

@@ -225,6 +225,7 @@ mod tests {
             nbf: None,
             jti: "j".into(),
             sid: String::new(),
+            resource: Vec::new(),
         })
     }
 

@@ -390,6 +390,7 @@ mod tests {
             nbf: None,
             jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
             sid: "BBBBBBBBBBBBBBBBBBBBBB".into(),
+            resource: Vec::new(),
         };
         let sign = |claims: &Claims| keys.active().sign(TokenKind::Access, claims).unwrap();
         let alice = sign(&claims("alice"));

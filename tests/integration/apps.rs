@@ -111,7 +111,18 @@ async fn approve(
     user: (&str, &str),
     challenge: &str,
 ) -> HashMap<String, String> {
-    let (status, _, mut consent) = browser.get(&authorize_url(server, challenge, "")).await;
+    approve_with(browser, server, user, challenge, "").await
+}
+
+/// [`approve`] with `extra` appended to the authorization request's query.
+async fn approve_with(
+    browser: &mut Browser,
+    server: &Server,
+    user: (&str, &str),
+    challenge: &str,
+    extra: &str,
+) -> HashMap<String, String> {
+    let (status, _, mut consent) = browser.get(&authorize_url(server, challenge, extra)).await;
     assert_eq!(status, 200);
     let url = format!("{}/oauth2/authorize", server.base);
     if consent.contains("name=\"password\"") {
@@ -191,6 +202,82 @@ async fn a_user_connects_an_app_with_pkce_and_a_reused_code_revokes_what_it_issu
     assert!(
         !server.active(access).await,
         "the session the code started is revoked"
+    );
+}
+
+/// A refresh of `refresh_token` by [`APP`], with `extra` form fields.
+async fn refresh(server: &Server, refresh_token: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", APP),
+        ("refresh_token", refresh_token),
+    ];
+    form.extend_from_slice(extra);
+    let response = loopback::client(std::time::Duration::from_secs(10))
+        .post(format!("{}/oauth2/token", server.base))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_grant_narrowed_to_one_resource_stays_narrowed_through_its_refreshes() {
+    const MCP: &str = "https://mcp.example";
+    let server = issuer().await;
+    let (verifier, challenge) = pkce();
+    let mut browser = Browser::new();
+    let extra = format!("&resource={}", urlencode(MCP));
+    let params = approve_with(&mut browser, &server, ALICE, &challenge, &extra).await;
+    let (status, tokens) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(server.introspect(access).await["aud"], MCP);
+
+    // The refresh's access token is for the granted resource only, not for
+    // every audience of the client (api too).
+    let (status, refreshed) =
+        refresh(&server, tokens["refresh_token"].as_str().unwrap(), &[]).await;
+    assert_eq!(status, 200, "{refreshed}");
+    let access = refreshed["access_token"].as_str().unwrap();
+    assert_eq!(server.introspect(access).await["aud"], MCP);
+
+    // Asking the refresh for the client's other audience: invalid_target,
+    // and the refresh token was not spent (nothing claimed it).
+    let rotated = refreshed["refresh_token"].as_str().unwrap();
+    let (status, body) = refresh(&server, rotated, &[("resource", "api")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target")),
+        "{body}"
+    );
+    let (status, again) = refresh(&server, rotated, &[("resource", MCP)]).await;
+    assert_eq!(status, 200, "{again}");
+    let access = again["access_token"].as_str().unwrap();
+    assert_eq!(server.introspect(access).await["aud"], MCP);
+    assert_eq!(server.introspect(access).await["active"], true);
+
+    // A grant that named no resource still gets the whole audience, and a
+    // refresh may narrow it to one of them.
+    let (verifier, challenge) = pkce();
+    let params = approve(&mut browser, &server, ALICE, &challenge).await;
+    let (_, tokens) = exchange(&server, &params["code"], &verifier).await;
+    let whole = server
+        .introspect(tokens["access_token"].as_str().unwrap())
+        .await;
+    assert_eq!(whole["aud"], serde_json::json!(["api", MCP]));
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    let (status, narrowed) = refresh(&server, refresh_token, &[("resource", "api")]).await;
+    assert_eq!(status, 200, "{narrowed}");
+    let access = narrowed["access_token"].as_str().unwrap();
+    assert_eq!(server.introspect(access).await["aud"], "api");
+    let rotated = narrowed["refresh_token"].as_str().unwrap();
+    let (status, body) = refresh(&server, rotated, &[("resource", "https://other")]).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_target"))
     );
 }
 

@@ -164,6 +164,7 @@ async fn unknown_malformed_expired_and_foreign_tokens_answer_200_and_list_nothin
         nbf: None,
         jti: "AAAAAAAAAAAAAAAAAAAAAA".into(),
         sid: "BBBBBBBBBBBBBBBBBBBBBB".into(),
+        resource: Vec::new(),
     };
     let expired = jwt::sign(
         &server.state.keys,

@@ -64,6 +64,31 @@ async fn client_credentials_issues_an_rfc9068_access_token_and_no_refresh_token(
 }
 
 #[tokio::test]
+async fn a_resource_names_one_of_the_clients_audiences_or_is_invalid_target() {
+    let server = support::start().await;
+    // RFC 8707 §2.2 at the token endpoint, for every grant.
+    for grant in [
+        &[("grant_type", "client_credentials")][..],
+        &[
+            ("grant_type", "password"),
+            ("username", ALICE.0),
+            ("password", ALICE.1),
+        ],
+    ] {
+        let with = |resource| [grant, &[("resource", resource)]].concat();
+        let body = server.token_ok(WEB, &with("api")).await;
+        let (_, claims) = decode_parts(body["access_token"].as_str().unwrap());
+        assert_eq!(claims["aud"], "api", "{grant:?}");
+        let resp = server
+            .post_form("/oauth2/token", Some(WEB), &with("https://elsewhere"))
+            .await;
+        assert_eq!(resp.status(), 400, "{grant:?}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_target", "{grant:?}");
+    }
+}
+
+#[tokio::test]
 async fn client_secret_post_authenticates() {
     let server = support::start().await;
     let resp = server
