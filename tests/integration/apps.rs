@@ -158,15 +158,33 @@ async fn approve_with(
 }
 
 async fn exchange(server: &Server, code: &str, verifier: &str) -> (u16, Value) {
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("client_id", APP),
+        ("code", code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier),
+    ];
+    token_request(server, &form).await
+}
+
+/// A refresh of `refresh_token` by [`APP`], with `extra` form fields.
+async fn refresh(server: &Server, refresh_token: &str, extra: &[(&str, &str)]) -> (u16, Value) {
+    let mut form = vec![
+        ("grant_type", "refresh_token"),
+        ("client_id", APP),
+        ("refresh_token", refresh_token),
+    ];
+    form.extend_from_slice(extra);
+    token_request(server, &form).await
+}
+
+/// `POST /oauth2/token` with `form` (no client authentication: [`APP`] is
+/// public): the status and the JSON body.
+async fn token_request(server: &Server, form: &[(&str, &str)]) -> (u16, Value) {
     let response = loopback::client(std::time::Duration::from_secs(10))
         .post(format!("{}/oauth2/token", server.base))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", APP),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ])
+        .form(form)
         .send()
         .await
         .unwrap();
@@ -203,24 +221,6 @@ async fn a_user_connects_an_app_with_pkce_and_a_reused_code_revokes_what_it_issu
         !server.active(access).await,
         "the session the code started is revoked"
     );
-}
-
-/// A refresh of `refresh_token` by [`APP`], with `extra` form fields.
-async fn refresh(server: &Server, refresh_token: &str, extra: &[(&str, &str)]) -> (u16, Value) {
-    let mut form = vec![
-        ("grant_type", "refresh_token"),
-        ("client_id", APP),
-        ("refresh_token", refresh_token),
-    ];
-    form.extend_from_slice(extra);
-    let response = loopback::client(std::time::Duration::from_secs(10))
-        .post(format!("{}/oauth2/token", server.base))
-        .form(&form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
 }
 
 #[tokio::test]
@@ -595,17 +595,8 @@ async fn codes_grants_and_sessions_are_shared_by_issuers_on_one_redis() {
     let (_, tokens) = exchange(&a, &params["code"], &verifier).await;
     let access = tokens["access_token"].as_str().unwrap();
     // The refresh touches the record at the other issuer.
-    let refreshed = loopback::client(std::time::Duration::from_secs(10))
-        .post(format!("{}/oauth2/token", b.base))
-        .form(&[
-            ("grant_type", "refresh_token"),
-            ("client_id", APP),
-            ("refresh_token", tokens["refresh_token"].as_str().unwrap()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(refreshed.status(), 200);
+    let (status, _) = refresh(&b, tokens["refresh_token"].as_str().unwrap(), &[]).await;
+    assert_eq!(status, 200);
     let (status, _, page) = browser.get(&format!("{}/account", b.base)).await;
     assert_eq!(status, 200, "A's session is good at B");
     assert!(page.contains("Notes &lt;App&gt;"), "{page}");
