@@ -30,6 +30,7 @@ use super::token::granted_scope;
 use crate::clock;
 use crate::config::GrantType;
 use crate::crypto;
+use crate::rule::TokenKeys;
 
 /// How long a code may wait to be exchanged.
 pub const CODE_TTL: Duration = Duration::from_secs(60);
@@ -90,7 +91,8 @@ enum Outcome {
 }
 
 /// `GET /oauth2/authorize`: the login page, or the consent page for a
-/// signed-in user.
+/// signed-in user, or the code at once for an app the user has connected
+/// with these scopes already.
 pub async fn authorize_get(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
@@ -110,10 +112,45 @@ pub async fn authorize_get(
         Outcome::Page(response) | Outcome::Redirect(response) => return response,
     };
     let now = clock::now_secs();
-    match state.sessions.read(&headers, now) {
-        Some(session) => consent_page(&state, &checked, &session),
-        None => login_page(&state, &checked, StatusCode::OK, None),
+    let Some(session) = state.sessions.read(&headers, now) else {
+        return login_page(&state, &checked, StatusCode::OK, None);
+    };
+    if params.get("prompt") != Some("consent") && remembered(&state, &checked, &session, now).await
+    {
+        return approve(&state, &checked, &session).await;
     }
+    consent_page(&state, &checked, &session)
+}
+
+/// Whether the signed-in user already has this app connected with every
+/// scope it asks for now, so the consent page would ask what was answered:
+/// then the code is issued at once (`prompt=consent` asks anyway). A
+/// revocation since the app last got tokens (the user's, the app's, or of
+/// this user's tokens for this app, by anyone) means asking again, and so
+/// does a store that cannot say.
+async fn remembered(state: &AppState, checked: &Checked, session: &Session, now: u64) -> bool {
+    let Ok(grants) = state.store.grants(&session.sub, now).await else {
+        return false;
+    };
+    let Some((_, record)) = grants.iter().find(|(id, _)| *id == checked.client.id) else {
+        return false;
+    };
+    let held: Vec<&str> = record.scope.split(' ').collect();
+    let covered = checked
+        .scope
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .all(|s| held.contains(&s));
+    // Tokens as of the record's last use: revoked since means ask (a `jti`
+    // of "" matches no rule, so only the user, client and app rules count).
+    let last_tokens = TokenKeys {
+        jti: "",
+        sid: None,
+        sub: Some(&session.sub),
+        client_id: &checked.client.id,
+        iat: record.last_refreshed,
+    };
+    covered && state.denylist.is_revoked(&last_tokens, now).is_none()
 }
 
 /// `POST /oauth2/authorize`: the login form (`action=login`) or the consent

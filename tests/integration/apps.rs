@@ -54,9 +54,16 @@ fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
+/// [`APP`]'s authorization request, for scopes read and write unless
+/// `extra` (appended to the query) names its own `scope`.
 fn authorize_url(server: &Server, challenge: &str, extra: &str) -> String {
+    let scope = if extra.contains("&scope=") {
+        ""
+    } else {
+        "&scope=read%20write"
+    };
     format!(
-        "{}/oauth2/authorize?response_type=code&client_id={APP}&redirect_uri={}&scope=read%20write\
+        "{}/oauth2/authorize?response_type=code&client_id={APP}&redirect_uri={}{scope}\
          &state=st%26ate&code_challenge={challenge}&code_challenge_method=S256{extra}",
         server.base,
         urlencode(REDIRECT),
@@ -104,7 +111,8 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// Login then consent as `user`: the code's redirect parameters.
+/// Login then consent as `user`: the code's redirect parameters (at once
+/// for an app `user` has connected with these scopes already).
 async fn approve(
     browser: &mut Browser,
     server: &Server,
@@ -122,7 +130,12 @@ async fn approve_with(
     challenge: &str,
     extra: &str,
 ) -> HashMap<String, String> {
-    let (status, _, mut consent) = browser.get(&authorize_url(server, challenge, extra)).await;
+    let (status, headers, mut consent) =
+        browser.get(&authorize_url(server, challenge, extra)).await;
+    if status == 303 {
+        // Remembered consent (see the test of it).
+        return redirect_params(&headers["location"]);
+    }
     assert_eq!(status, 200);
     let url = format!("{}/oauth2/authorize", server.base);
     if consent.contains("name=\"password\"") {
@@ -279,6 +292,82 @@ async fn a_grant_narrowed_to_one_resource_stays_narrowed_through_its_refreshes()
         (status, body["error"].as_str()),
         (400, Some("invalid_target"))
     );
+}
+
+#[tokio::test]
+async fn a_connected_app_gets_its_code_without_asking_again_until_it_asks_more_or_is_revoked() {
+    let server = issuer().await;
+    let mut browser = Browser::new();
+    // Connected with read only.
+    let (verifier, challenge) = pkce();
+    let params = approve_with(&mut browser, &server, ALICE, &challenge, "&scope=read").await;
+    let (status, _) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(status, 200);
+
+    // The same scope again: the code at once, no page.
+    let (verifier, challenge) = pkce();
+    let url = authorize_url(&server, &challenge, "&scope=read");
+    let (status, headers, _) = browser.get(&url).await;
+    assert_eq!(status, 303, "remembered consent redirects at once");
+    let params = redirect_params(&headers["location"]);
+    assert_eq!(
+        (params["state"].as_str(), params["iss"].as_str()),
+        ("st&ate", server.base.as_str())
+    );
+    let (status, tokens) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!((status, tokens["scope"].as_str()), (200, Some("read")));
+    // prompt=consent asks anyway.
+    let (status, _, page) = browser
+        .get(&authorize_url(
+            &server,
+            &challenge,
+            "&scope=read&prompt=consent",
+        ))
+        .await;
+    assert_eq!(status, 200);
+    assert!(page.contains("value=\"approve\""), "{page}");
+
+    // Asking for write too: the consent page; approved, read write is
+    // remembered in turn.
+    let (verifier, challenge) = pkce();
+    let (status, _, page) = browser.get(&authorize_url(&server, &challenge, "")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("value=\"approve\""),
+        "more scope asks: {page}"
+    );
+    let params = approve(&mut browser, &server, ALICE, &challenge).await;
+    let (status, _) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(status, 200);
+    let (_, challenge) = pkce();
+    let (status, _, _) = browser.get(&authorize_url(&server, &challenge, "")).await;
+    assert_eq!(status, 303);
+
+    // An administrator revokes alice's tokens for the app: it asks again.
+    let admin = server.admin_token().await;
+    let key = format!("subclient:alice/{APP}");
+    let resp = server
+        .admin_post(&admin, &serde_json::json!({ "key": key }))
+        .await;
+    assert_eq!(resp.status(), 200);
+    let (status, _, page) = browser.get(&authorize_url(&server, &challenge, "")).await;
+    assert_eq!(status, 200, "a revocation since means asking");
+    assert!(page.contains("value=\"approve\""), "{page}");
+    // So does a disconnect on /account (which forgets the app). The rule
+    // above revokes what was issued until its second: approve after it.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (verifier, challenge) = pkce();
+    let params = approve(&mut browser, &server, ALICE, &challenge).await;
+    let (status, _) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(status, 200);
+    let (_, _, account) = browser.get(&format!("{}/account", server.base)).await;
+    let at = account.find("/disconnect").unwrap();
+    let form = &account[account[..at].rfind("<form").unwrap()..];
+    let disconnect = format!("{}/account/apps/{APP}/disconnect", server.base);
+    let (status, _, _) = browser.post(&disconnect, &form_fields(form)).await;
+    assert_eq!(status, 303);
+    let (status, _, _) = browser.get(&authorize_url(&server, &challenge, "")).await;
+    assert_eq!(status, 200, "a disconnected app asks again");
 }
 
 #[tokio::test]
