@@ -301,7 +301,8 @@ impl Link {
             } => sentinels.master(master).await,
             Inner::Cluster { seeds, .. } => {
                 let mut candidates = seeds.clone();
-                candidates.extend(self.cluster_nodes().await);
+                let seed = seeds.first().map_or("redis://", String::as_str);
+                candidates.extend(self.cluster_nodes(seed).await);
                 let mut last_error = None;
                 for url in candidates {
                     let client = redis::Client::open(url.as_str())?;
@@ -323,9 +324,10 @@ impl Link {
         }
     }
 
-    /// The `redis://` URLs of the nodes the cluster names now (empty when
-    /// none answers), so a subscription outlives the seeds.
-    async fn cluster_nodes(&self) -> Vec<String> {
+    /// The URLs of the nodes the cluster names now (empty when none
+    /// answers), reached like `seed` (see [`node_url`]), so a subscription
+    /// outlives the seeds.
+    async fn cluster_nodes(&self, seed: &str) -> Vec<String> {
         let Ok(mut connection) = self.connection().await else {
             return Vec::new();
         };
@@ -343,7 +345,7 @@ impl Link {
                     if let (Some(host), Some(Value::Int(port))) = (fields.next(), fields.next()) {
                         let host: Result<String, _> = redis::FromRedisValue::from_redis_value(host);
                         if let Ok(host) = host {
-                            urls.push(format!("redis://{host}:{port}"));
+                            urls.push(node_url(seed, &host, port));
                         }
                     }
                 }
@@ -351,6 +353,28 @@ impl Link {
         }
         urls
     }
+}
+
+/// The URL of a node the cluster named, reached the way redis-rs's
+/// cluster connection reaches every node: with the seed's scheme
+/// (`rediss` for TLS), credentials and TLS fragment (`#insecure`).
+fn node_url(seed: &str, host: &str, port: i64) -> String {
+    let (scheme, rest) = seed.split_once("://").unwrap_or(("redis", seed));
+    let (rest, fragment) = match rest.split_once('#') {
+        Some((rest, fragment)) => (rest, format!("#{fragment}")),
+        None => (rest, String::new()),
+    };
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let userinfo = authority
+        .rsplit_once('@')
+        .map(|(userinfo, _)| format!("{userinfo}@"))
+        .unwrap_or_default();
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    };
+    format!("{scheme}://{userinfo}{host}:{port}{fragment}")
 }
 
 /// The sentinels of a topology, asked in turn (each bounded on its own, so
@@ -438,5 +462,34 @@ impl Sentinels {
                 "the node sentinel named is not master (yet)",
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::node_url;
+
+    #[test]
+    fn cluster_nodes_are_reached_with_the_seeds_scheme_and_credentials() {
+        assert_eq!(
+            node_url("redis://10.0.0.1:7000", "10.0.0.2", 7001),
+            "redis://10.0.0.2:7001"
+        );
+        assert_eq!(
+            node_url(
+                "rediss://revokd:s%40cret@seed.example:7000/",
+                "10.0.0.2",
+                7001
+            ),
+            "rediss://revokd:s%40cret@10.0.0.2:7001"
+        );
+        assert_eq!(
+            node_url("rediss://:pw@seed:7000/#insecure", "node", 7002),
+            "rediss://:pw@node:7002#insecure"
+        );
+        assert_eq!(
+            node_url("redis://seed:7000", "::1", 7003),
+            "redis://[::1]:7003"
+        );
     }
 }
