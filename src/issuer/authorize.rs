@@ -122,13 +122,20 @@ pub async fn authorize_get(
     consent_page(&state, &checked, &session)
 }
 
-/// Whether the signed-in user already has this app connected with every
-/// scope it asks for now, so the consent page would ask what was answered:
-/// then the code is issued at once (`prompt=consent` asks anyway). A
+/// Whether the signed-in user already has this confidential app connected
+/// with every scope it asks for now, so the consent page would ask what was
+/// answered: then the code is issued at once (`prompt=consent` asks
+/// anyway). A public client is always asked (RFC 8252 §8.6): anyone may
+/// send its id, so a code issued without the user would go to whoever
+/// receives its redirect (a loopback port, say), with their own PKCE pair.
+/// A confidential client's code is worth nothing without its secret. A
 /// revocation since the app last got tokens (the user's, the app's, or of
 /// this user's tokens for this app, by anyone) means asking again, and so
 /// does a store that cannot say.
 async fn remembered(state: &AppState, checked: &Checked, session: &Session, now: u64) -> bool {
+    if checked.client.is_public() {
+        return false;
+    }
     let Ok(grants) = state.store.grants(&session.sub, now).await else {
         return false;
     };

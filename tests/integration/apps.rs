@@ -25,14 +25,33 @@ async fn issuer() -> Server {
     start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), add_app).await
 }
 
+/// [`APP`]'s secret when [`add_confidential_app`] registers it.
+const APP_SECRET: &str = "notes-app-secret";
+
 /// Registers [`APP`].
 fn add_app(c: &mut revokd::config::Config) {
+    register_app(c, true);
+}
+
+/// Registers [`APP`] as a confidential client, with [`APP_SECRET`].
+fn add_confidential_app(c: &mut revokd::config::Config) {
+    register_app(c, false);
+}
+
+fn register_app(c: &mut revokd::config::Config, public: bool) {
+    let secret_hash = if public {
+        String::new()
+    } else {
+        let digest = ring::digest::digest(&ring::digest::SHA256, APP_SECRET.as_bytes());
+        let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    };
     c.clients.push(ClientConfig {
         id: APP.into(),
-        secret_hash: String::new(),
+        secret_hash,
         name: Some("Notes <App>".into()),
         redirect_uris: vec![REDIRECT.into()],
-        public: true,
+        public,
         grants: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
         scopes: vec!["read".into(), "write".into()],
         default_scopes: Some(vec!["read".into()]),
@@ -111,8 +130,7 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8(out).unwrap()
 }
 
-/// Login then consent as `user`: the code's redirect parameters (at once
-/// for an app `user` has connected with these scopes already).
+/// Login then consent as `user`: the code's redirect parameters.
 async fn approve(
     browser: &mut Browser,
     server: &Server,
@@ -130,12 +148,7 @@ async fn approve_with(
     challenge: &str,
     extra: &str,
 ) -> HashMap<String, String> {
-    let (status, headers, mut consent) =
-        browser.get(&authorize_url(server, challenge, extra)).await;
-    if status == 303 {
-        // Remembered consent (see the test of it).
-        return redirect_params(&headers["location"]);
-    }
+    let (status, _, mut consent) = browser.get(&authorize_url(server, challenge, extra)).await;
     assert_eq!(status, 200);
     let url = format!("{}/oauth2/authorize", server.base);
     if consent.contains("name=\"password\"") {
@@ -171,13 +184,24 @@ async fn approve_with(
 }
 
 async fn exchange(server: &Server, code: &str, verifier: &str) -> (u16, Value) {
-    let form = [
+    exchange_with(server, code, verifier, &[]).await
+}
+
+/// [`exchange`] with `extra` form fields (a confidential app's secret).
+async fn exchange_with(
+    server: &Server,
+    code: &str,
+    verifier: &str,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut form = vec![
         ("grant_type", "authorization_code"),
         ("client_id", APP),
         ("code", code),
         ("redirect_uri", REDIRECT),
         ("code_verifier", verifier),
     ];
+    form.extend_from_slice(extra);
     token_request(server, &form).await
 }
 
@@ -192,8 +216,8 @@ async fn refresh(server: &Server, refresh_token: &str, extra: &[(&str, &str)]) -
     token_request(server, &form).await
 }
 
-/// `POST /oauth2/token` with `form` (no client authentication: [`APP`] is
-/// public): the status and the JSON body.
+/// `POST /oauth2/token` with `form` (a confidential app's secret in it,
+/// if any): the status and the JSON body.
 async fn token_request(server: &Server, form: &[(&str, &str)]) -> (u16, Value) {
     let response = loopback::client(std::time::Duration::from_secs(10))
         .post(format!("{}/oauth2/token", server.base))
@@ -295,13 +319,16 @@ async fn a_grant_narrowed_to_one_resource_stays_narrowed_through_its_refreshes()
 }
 
 #[tokio::test]
-async fn a_connected_app_gets_its_code_without_asking_again_until_it_asks_more_or_is_revoked() {
-    let server = issuer().await;
+async fn a_connected_confidential_app_gets_its_code_without_asking_until_it_asks_more_or_is_revoked()
+ {
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
+    let server = start_with(keys, add_confidential_app).await;
+    let secret = [("client_secret", APP_SECRET)];
     let mut browser = Browser::new();
     // Connected with read only.
     let (verifier, challenge) = pkce();
     let params = approve_with(&mut browser, &server, ALICE, &challenge, "&scope=read").await;
-    let (status, _) = exchange(&server, &params["code"], &verifier).await;
+    let (status, _) = exchange_with(&server, &params["code"], &verifier, &secret).await;
     assert_eq!(status, 200);
 
     // The same scope again: the code at once, no page.
@@ -314,7 +341,7 @@ async fn a_connected_app_gets_its_code_without_asking_again_until_it_asks_more_o
         (params["state"].as_str(), params["iss"].as_str()),
         ("st&ate", server.base.as_str())
     );
-    let (status, tokens) = exchange(&server, &params["code"], &verifier).await;
+    let (status, tokens) = exchange_with(&server, &params["code"], &verifier, &secret).await;
     assert_eq!((status, tokens["scope"].as_str()), (200, Some("read")));
     // prompt=consent asks anyway.
     let (status, _, page) = browser
@@ -337,7 +364,7 @@ async fn a_connected_app_gets_its_code_without_asking_again_until_it_asks_more_o
         "more scope asks: {page}"
     );
     let params = approve(&mut browser, &server, ALICE, &challenge).await;
-    let (status, _) = exchange(&server, &params["code"], &verifier).await;
+    let (status, _) = exchange_with(&server, &params["code"], &verifier, &secret).await;
     assert_eq!(status, 200);
     let (_, challenge) = pkce();
     let (status, _, _) = browser.get(&authorize_url(&server, &challenge, "")).await;
@@ -358,7 +385,7 @@ async fn a_connected_app_gets_its_code_without_asking_again_until_it_asks_more_o
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     let (verifier, challenge) = pkce();
     let params = approve(&mut browser, &server, ALICE, &challenge).await;
-    let (status, _) = exchange(&server, &params["code"], &verifier).await;
+    let (status, _) = exchange_with(&server, &params["code"], &verifier, &secret).await;
     assert_eq!(status, 200);
     let (_, _, account) = browser.get(&format!("{}/account", server.base)).await;
     let at = account.find("/disconnect").unwrap();
@@ -368,6 +395,22 @@ async fn a_connected_app_gets_its_code_without_asking_again_until_it_asks_more_o
     assert_eq!(status, 303);
     let (status, _, _) = browser.get(&authorize_url(&server, &challenge, "")).await;
     assert_eq!(status, 200, "a disconnected app asks again");
+}
+
+#[tokio::test]
+async fn a_public_app_is_asked_every_time_even_when_connected() {
+    // RFC 8252 §8.6: anyone can send a public client's id, so a code issued
+    // without the user would go to whoever receives its redirect.
+    let server = issuer().await;
+    let mut browser = Browser::new();
+    let (verifier, challenge) = pkce();
+    let params = approve(&mut browser, &server, ALICE, &challenge).await;
+    let (status, _) = exchange(&server, &params["code"], &verifier).await;
+    assert_eq!(status, 200);
+    let (_, challenge) = pkce();
+    let (status, _, page) = browser.get(&authorize_url(&server, &challenge, "")).await;
+    assert_eq!(status, 200, "the consent page again");
+    assert!(page.contains("value=\"approve\""), "{page}");
 }
 
 #[tokio::test]
