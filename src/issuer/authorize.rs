@@ -91,8 +91,8 @@ enum Outcome {
 }
 
 /// `GET /oauth2/authorize`: the login page, or the consent page for a
-/// signed-in user, or the code at once for an app the user has connected
-/// with these scopes already.
+/// signed-in user, or the code at once for a confidential app the user
+/// has connected with these scopes already (see `remembered`).
 pub async fn authorize_get(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
