@@ -54,13 +54,9 @@ async function flow(page, context) {
   const shots = env('SCREENSHOT_DIR');
   page.setDefaultTimeout(15_000);
 
-  // The app's redirect URI: nothing listens there; catch the browser's visit.
-  let reached;
-  const callback = new Promise((resolve) => { reached = resolve; });
-  await page.route('http://127.0.0.1:9/**', (route) => {
-    reached(route.request().url());
-    return route.fulfill({ status: 200, contentType: 'text/plain', body: 'callback' });
-  });
+  // The app's redirect URI: nothing listens there; answer the browser's visit.
+  await page.route('http://127.0.0.1:9/**', (route) =>
+    route.fulfill({ status: 200, contentType: 'text/plain', body: 'callback' }));
 
   // 1. Login page: labelled inputs, focus order, no framing.
   const login = await page.goto(env('REVOKD_AUTHORIZE_URL'));
@@ -95,8 +91,11 @@ async function flow(page, context) {
   check(session.sameSite === 'Lax', `the session cookie is SameSite=Lax (got ${session.sameSite})`);
   await page.screenshot({ path: join(shots, 'consent.png'), fullPage: true });
   await page.getByRole('button', { name: 'Allow' }).click();
+  // Wait for the callback page to load, not just to be requested: a goto
+  // issued while that navigation is still pending would be interrupted by it.
+  await page.waitForURL((url) => url.href.startsWith(CALLBACK));
 
-  const redirected = new URL(await callback);
+  const redirected = new URL(page.url());
   const params = redirected.searchParams;
   check(`${redirected.origin}${redirected.pathname}` === CALLBACK, `Allow redirects to ${CALLBACK}`);
   check(params.get('state') === 'xyz', 'the redirect carries state=xyz');
