@@ -8,7 +8,8 @@
 //! ```
 //!
 //! Instead of `--redis`: `--sentinel URL` (repeated) with `--sentinel-master
-//! NAME`, or `--cluster URL` (repeated, seed nodes).
+//! NAME` (and `--sentinel-master-url URL` for the master's credentials or
+//! TLS), or `--cluster URL` (repeated, seed nodes).
 //!
 //! - `GET /api/resource`: 200 `{"sub": …, "scope": …, "client_id": …}` for a
 //!   valid, unrevoked access token (audience `api` by default), else the
@@ -50,7 +51,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: resource_server --listen ADDR --issuer URL \
-(--redis URL | --sentinel URL... --sentinel-master NAME | --cluster URL...) \
+(--redis URL | --sentinel URL... --sentinel-master NAME [--sentinel-master-url URL] | --cluster URL...) \
 [--audience api] [--prefix revokd] [--fail-closed] [--staleness-bound-secs 60]";
 
 fn parse_args() -> Result<Args, String> {
@@ -59,6 +60,7 @@ fn parse_args() -> Result<Args, String> {
     let mut redis = None;
     let mut sentinels = Vec::new();
     let mut sentinel_master = None;
+    let mut sentinel_master_url = None;
     let mut cluster = Vec::new();
     let mut audience = "api".to_owned();
     let mut prefix = "revokd".to_owned();
@@ -75,6 +77,7 @@ fn parse_args() -> Result<Args, String> {
             "--redis" => redis = Some(value()?),
             "--sentinel" => sentinels.push(value()?),
             "--sentinel-master" => sentinel_master = Some(value()?),
+            "--sentinel-master-url" => sentinel_master_url = Some(value()?),
             "--cluster" => cluster.push(value()?),
             "--audience" => audience = value()?,
             "--prefix" => prefix = value()?,
@@ -90,8 +93,14 @@ fn parse_args() -> Result<Args, String> {
     Ok(Args {
         listen: listen.ok_or(USAGE)?,
         issuer: issuer.ok_or(USAGE)?,
-        topology: Topology::from_parts(redis, sentinels, sentinel_master, cluster)
-            .map_err(|e| format!("{e}\n{USAGE}"))?,
+        topology: Topology::from_parts(
+            redis,
+            sentinels,
+            sentinel_master,
+            sentinel_master_url,
+            cluster,
+        )
+        .map_err(|e| format!("{e}\n{USAGE}"))?,
         audience,
         prefix,
         policy,

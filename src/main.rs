@@ -202,11 +202,8 @@ fn rules(
     use revokd::store::redis::RedisStore;
     let env = std::env::vars().filter(|(name, _)| name != "REVOKD_CONFIG");
     let mut config = Config::load(Some(config), env)?;
-    if redis.is_some() {
-        config.store.redis_url = redis;
-        config.store.sentinels.clear();
-        config.store.sentinel_master = None;
-        config.store.cluster.clear();
+    if let Some(url) = redis {
+        config.store.name_only(url);
     }
     let topology = config
         .store
@@ -265,13 +262,10 @@ async fn serve(
     if let Some(listen) = listen {
         config.listen = listen;
     }
-    if redis.is_some() {
+    if let Some(url) = redis {
         // --redis names the whole topology: a Sentinel or Cluster in the
         // file would otherwise leave two, and none would be chosen.
-        config.store.redis_url = redis;
-        config.store.sentinels.clear();
-        config.store.sentinel_master = None;
-        config.store.cluster.clear();
+        config.store.name_only(url);
     }
     if dev {
         if listen.is_none() {

@@ -85,6 +85,11 @@ impl GateArgs {
                 config.store.sentinels = self.sentinels;
                 config.store.sentinel_master = self.sentinel_master;
                 config.store.cluster = self.cluster;
+                // How to reach the master stays with the file (or the
+                // environment: it holds a password), for sentinels only.
+                if config.store.sentinels.is_empty() {
+                    config.store.sentinel_master_url = None;
+                }
             } else if self.sentinel_master.is_some() {
                 config.store.sentinel_master = self.sentinel_master;
             }

@@ -552,6 +552,42 @@ mod tests {
     }
 
     #[test]
+    fn store_urls_that_do_not_parse_are_named_by_key_without_their_secret() {
+        let text = "[store]\nsentinels = [\"redis://10.0.0.1:26379\", \"sentinel:26379\"]\n\
+                    sentinel_master = \"revokd\"\n\
+                    sentinel_master_url = \"redis//revokd:s3cret@master\"\n";
+        let got = problems(Config::from_toml(text).unwrap_err());
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert!(
+            got[0].starts_with("store.sentinels: not a redis URL"),
+            "{got:#?}"
+        );
+        assert!(
+            got[1].starts_with("store.sentinel_master_url: not a redis URL"),
+            "{got:#?}"
+        );
+        assert!(!got.iter().any(|p| p.contains("s3cret")), "{got:#?}");
+
+        let text = "[store]\nredis_url = \"redis://127.0.0.1:6379\"\n\
+                    sentinel_master_url = \"redis://revokd:s3cret@master\"\n";
+        let got = problems(Config::from_toml(text).unwrap_err());
+        assert_eq!(
+            got,
+            ["store: a sentinel master URL needs sentinels \
+              (redis_url, sentinels + sentinel_master [+ sentinel_master_url], cluster)"]
+        );
+
+        let text = "[store]\nsentinels = [\"redis://10.0.0.1:26379\"]\nsentinel_master = \"revokd\"\n\
+                    sentinel_master_url = \"rediss://revokd:s3cret@master/0\"\n";
+        let config = Config::from_toml(text).unwrap();
+        assert!(matches!(
+            config.store.topology(),
+            Some(crate::store::redis::Topology::Sentinel { master_url: Some(url), .. })
+                if url == "rediss://revokd:s3cret@master/0"
+        ));
+    }
+
+    #[test]
     fn an_unreadable_file_keeps_its_io_error() {
         use std::error::Error;
         let missing = std::env::temp_dir().join("revokd-no-such-dir/revokd.toml");

@@ -18,6 +18,11 @@ pub struct StoreConfig {
     pub sentinels: Vec<String>,
     /// With `sentinels`: the monitored master's name.
     pub sentinel_master: Option<String>,
+    /// With `sentinels`: how to reach the master they name. This URL's
+    /// scheme, credentials, database and `#insecure` apply, its host and
+    /// port are replaced (`rediss://revokd:secret@master/0`). Default: plain
+    /// `redis://`, no credentials.
+    pub sentinel_master_url: Option<String>,
     /// Seed nodes of a Redis Cluster.
     pub cluster: Vec<String>,
     /// Replicas that must confirm a revocation or re-approval (`WAIT`)
@@ -36,6 +41,7 @@ impl Default for StoreConfig {
             redis_url: None,
             sentinels: Vec::new(),
             sentinel_master: None,
+            sentinel_master_url: None,
             cluster: Vec::new(),
             replica_acks: 0,
             replica_ack_timeout: Duration::from_millis(250),
@@ -61,12 +67,23 @@ impl StoreConfig {
         }
     }
 
-    /// The topology the four keys name, or why they name none.
+    /// Makes one Redis server, `url`, the whole topology (a `--redis` flag
+    /// over a file that names a Sentinel set or a Cluster).
+    pub fn name_only(&mut self, url: String) {
+        self.redis_url = Some(url);
+        self.sentinels.clear();
+        self.sentinel_master = None;
+        self.sentinel_master_url = None;
+        self.cluster.clear();
+    }
+
+    /// The topology the five keys name, or why they name none.
     pub(super) fn parts(&self) -> Result<Topology, crate::store::redis::TopologyError> {
         Topology::from_parts(
             self.redis_url.clone(),
             self.sentinels.clone(),
             self.sentinel_master.clone(),
+            self.sentinel_master_url.clone(),
             self.cluster.clone(),
         )
     }

@@ -168,8 +168,23 @@ pub(super) fn store(store: &StoreConfig, problems: &mut Vec<String>) {
     match store.parts() {
         Ok(_) | Err(TopologyError::Missing) => {}
         Err(error) => problems.push(format!(
-            "store: {error} (redis_url, sentinels + sentinel_master, cluster)"
+            "store: {error} (redis_url, sentinels + sentinel_master [+ sentinel_master_url], cluster)"
         )),
+    }
+    let urls = (store.redis_url.iter().map(|url| ("redis_url", url)))
+        .chain(store.sentinels.iter().map(|url| ("sentinels", url)))
+        .chain(
+            store
+                .sentinel_master_url
+                .iter()
+                .map(|url| ("sentinel_master_url", url)),
+        )
+        .chain(store.cluster.iter().map(|url| ("cluster", url)));
+    for (key, url) in urls {
+        // The error names the key, never the URL: it may hold a password.
+        if let Err(error) = redis::Client::open(url.as_str()) {
+            problems.push(format!("store.{key}: not a redis URL ({error})"));
+        }
     }
     if store.replica_acks > 0 && store.replica_ack_timeout.is_zero() {
         problems.push("store.replica_ack_timeout must be positive".to_owned());

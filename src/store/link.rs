@@ -39,6 +39,11 @@ pub enum Topology {
         sentinels: Vec<String>,
         /// The monitored master's name.
         master: String,
+        /// How to reach the master the sentinels name: this URL's scheme,
+        /// credentials, database and `#insecure` fragment, with its host and
+        /// port replaced by the master's (`rediss://revokd:secret@master/0`).
+        /// `None`: plain `redis://`, no credentials.
+        master_url: Option<String>,
     },
     /// A Redis Cluster, by some of its nodes.
     Cluster(Vec<String>),
@@ -57,24 +62,35 @@ pub enum TopologyError {
     /// Sentinels without a master name, or a master name without sentinels.
     #[error("sentinels and the sentinel master name go together")]
     SentinelMaster,
+    /// A sentinel master URL without sentinels.
+    #[error("a sentinel master URL needs sentinels")]
+    SentinelMasterUrl,
 }
 
 impl Topology {
     /// The one topology named by these settings (a config file's `[store]`,
-    /// or a command line's `--redis`, `--sentinel` + `--sentinel-master`,
-    /// `--cluster`).
+    /// or a command line's `--redis`, `--sentinel` + `--sentinel-master`
+    /// [+ `--sentinel-master-url`], `--cluster`).
     pub fn from_parts(
         redis_url: Option<String>,
         sentinels: Vec<String>,
         sentinel_master: Option<String>,
+        sentinel_master_url: Option<String>,
         cluster: Vec<String>,
     ) -> Result<Topology, TopologyError> {
         if sentinels.is_empty() != sentinel_master.is_none() {
             return Err(TopologyError::SentinelMaster);
         }
+        if sentinels.is_empty() && sentinel_master_url.is_some() {
+            return Err(TopologyError::SentinelMasterUrl);
+        }
         match (redis_url, sentinel_master, cluster.is_empty()) {
             (Some(url), None, true) => Ok(Topology::Single(url)),
-            (None, Some(master), true) => Ok(Topology::Sentinel { sentinels, master }),
+            (None, Some(master), true) => Ok(Topology::Sentinel {
+                sentinels,
+                master,
+                master_url: sentinel_master_url,
+            }),
             (None, None, false) => Ok(Topology::Cluster(cluster)),
             (None, None, true) => Err(TopologyError::Missing),
             _ => Err(TopologyError::Several),
@@ -86,7 +102,9 @@ impl std::fmt::Display for Topology {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Topology::Single(url) => write!(f, "redis {}", redact(url)),
-            Topology::Sentinel { sentinels, master } => {
+            Topology::Sentinel {
+                sentinels, master, ..
+            } => {
                 write!(
                     f,
                     "sentinel master {master:?} via {} sentinels",
@@ -197,8 +215,12 @@ impl Link {
                 let connection = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
                 Inner::Single { client, connection }
             }
-            Topology::Sentinel { sentinels, master } => Inner::Sentinel {
-                sentinels: Sentinels::new(sentinels, timeout)?,
+            Topology::Sentinel {
+                sentinels,
+                master,
+                master_url,
+            } => Inner::Sentinel {
+                sentinels: Sentinels::new(sentinels, master_url.as_deref(), timeout)?,
                 master: master.clone(),
                 current: Mutex::new(None),
                 timeout,
@@ -355,9 +377,10 @@ impl Link {
     }
 }
 
-/// The URL of a node the cluster named, reached the way redis-rs's
-/// cluster connection reaches every node: with the seed's scheme
-/// (`rediss` for TLS), credentials and TLS fragment (`#insecure`).
+/// The URL of a node the cluster or the sentinels named, reached like
+/// `seed` (a seed node, or the sentinel master URL): with its scheme
+/// (`rediss` for TLS), credentials, path (the database) and TLS fragment
+/// (`#insecure`), as redis-rs's cluster connection reaches every node.
 fn node_url(seed: &str, host: &str, port: i64) -> String {
     let (scheme, rest) = seed.split_once("://").unwrap_or(("redis", seed));
     let (rest, fragment) = match rest.split_once('#') {
@@ -365,6 +388,7 @@ fn node_url(seed: &str, host: &str, port: i64) -> String {
         None => (rest, String::new()),
     };
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let path = &rest[authority.len()..];
     let userinfo = authority
         .rsplit_once('@')
         .map(|(userinfo, _)| format!("{userinfo}@"))
@@ -374,7 +398,7 @@ fn node_url(seed: &str, host: &str, port: i64) -> String {
     } else {
         host.to_owned()
     };
-    format!("{scheme}://{userinfo}{host}:{port}{fragment}")
+    format!("{scheme}://{userinfo}{host}:{port}{path}{fragment}")
 }
 
 /// The sentinels of a topology, asked in turn (each bounded on its own, so
@@ -382,22 +406,32 @@ fn node_url(seed: &str, host: &str, port: i64) -> String {
 /// address; the one that answered is asked first next time.
 struct Sentinels {
     clients: Vec<redis::Client>,
+    /// The master URL's template (see [`node_url`]).
+    master_url: String,
     preferred: std::sync::atomic::AtomicUsize,
     config: redis::AsyncConnectionConfig,
     timeout: Duration,
 }
 
 impl Sentinels {
-    fn new(urls: &[String], timeout: Duration) -> redis::RedisResult<Sentinels> {
+    fn new(
+        urls: &[String],
+        master_url: Option<&str>,
+        timeout: Duration,
+    ) -> redis::RedisResult<Sentinels> {
         let clients = urls
             .iter()
             .map(|url| redis::Client::open(url.as_str()))
             .collect::<redis::RedisResult<Vec<_>>>()?;
+        let master_url = master_url.unwrap_or("redis://master").to_owned();
+        // Refused now rather than at the first failover.
+        redis::Client::open(master_url.as_str())?;
         // A share of the call's bound for each sentinel, at least 100 ms.
         let each = (timeout / u32::try_from(clients.len().max(1)).unwrap_or(u32::MAX))
             .max(Duration::from_millis(100));
         Ok(Sentinels {
             clients,
+            master_url,
             preferred: std::sync::atomic::AtomicUsize::new(0),
             config: redis::AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(each))
@@ -449,7 +483,7 @@ impl Sentinels {
                 "sentinel knows no such master",
             )));
         };
-        let client = redis::Client::open(format!("redis://{host}:{port}"))?;
+        let client = redis::Client::open(node_url(&self.master_url, &host, port.into()))?;
         let mut node = client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
@@ -470,7 +504,7 @@ mod tests {
     use super::node_url;
 
     #[test]
-    fn cluster_nodes_are_reached_with_the_seeds_scheme_and_credentials() {
+    fn named_nodes_are_reached_with_the_seeds_scheme_credentials_and_database() {
         assert_eq!(
             node_url("redis://10.0.0.1:7000", "10.0.0.2", 7001),
             "redis://10.0.0.2:7001"
@@ -481,15 +515,19 @@ mod tests {
                 "10.0.0.2",
                 7001
             ),
-            "rediss://revokd:s%40cret@10.0.0.2:7001"
+            "rediss://revokd:s%40cret@10.0.0.2:7001/"
         );
         assert_eq!(
             node_url("rediss://:pw@seed:7000/#insecure", "node", 7002),
-            "rediss://:pw@node:7002#insecure"
+            "rediss://:pw@node:7002/#insecure"
         );
         assert_eq!(
             node_url("redis://seed:7000", "::1", 7003),
             "redis://[::1]:7003"
+        );
+        assert_eq!(
+            node_url("redis://revokd:pw@master/2", "10.0.0.3", 6380),
+            "redis://revokd:pw@10.0.0.3:6380/2"
         );
     }
 }

@@ -52,6 +52,8 @@ impl Proc {
 /// A master, its replicas and the sentinels monitoring them.
 pub struct SentinelSet {
     name: String,
+    /// Extra arguments of every data node (ACL users, say).
+    node_args: Vec<String>,
     nodes: Vec<Proc>,
     sentinels: Vec<Proc>,
 }
@@ -63,9 +65,23 @@ impl SentinelSet {
     /// has `master_link_status:up` and every sentinel names the master, knows
     /// every replica and every other sentinel.
     pub fn start(replicas: usize, sentinels: usize, down_after_ms: u64) -> SentinelSet {
+        SentinelSet::start_with(replicas, sentinels, down_after_ms, &[])
+    }
+
+    /// [`SentinelSet::start`] with extra arguments for every data node, at
+    /// its first start and every restart. The helpers here and the sentinels
+    /// reach the nodes as the `default` user, which must keep `INFO`,
+    /// `ROLE`, replication, `CONFIG` and the `__sentinel__:*` channels.
+    pub fn start_with(
+        replicas: usize,
+        sentinels: usize,
+        down_after_ms: u64,
+        node_args: &[&str],
+    ) -> SentinelSet {
         assert!(sentinels > 0, "a SentinelSet needs at least one sentinel");
         let mut set = SentinelSet {
             name: "revokd-test".to_string(),
+            node_args: node_args.iter().map(ToString::to_string).collect(),
             nodes: (0..=replicas).map(|_| Proc::new("sentinel-node")).collect(),
             sentinels: (0..sentinels).map(|_| Proc::new("sentinel")).collect(),
         };
@@ -289,6 +305,7 @@ impl SentinelSet {
         if let Some(master) = replicaof {
             args.extend(strings(&["--replicaof", "127.0.0.1", &master.to_string()]));
         }
+        args.extend(self.node_args.iter().map(OsString::from));
         let mut child = spawn_redis(&args, &node.log());
         wait_ready(node.port, &mut child, &node.log());
         node.child = Some(child);

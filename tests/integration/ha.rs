@@ -441,6 +441,96 @@ async fn cluster_failover_keeps_every_answered_revocation() {
     failover_keeps_every_answered_revocation(topology).await;
 }
 
+// === credentials ===
+
+/// The data nodes' ACL in the credentials test. `default`, the user of the
+/// kit's helpers, the sentinels and replication, may read and administer
+/// and use the sentinels' channels, but not write, run scripts or touch
+/// revokd's channel; `revokd` (password `s3cret`) may do everything.
+const ACL: &[&str] = &[
+    "--user",
+    "default",
+    "on",
+    "nopass",
+    "~*",
+    "resetchannels",
+    "&__sentinel__:*",
+    "+@all",
+    "-@write",
+    "-@scripting",
+    "--user",
+    "revokd",
+    "on",
+    ">s3cret",
+    "~*",
+    "&*",
+    "+@all",
+];
+
+/// The master a Sentinel set names is reached with `sentinel_master_url`'s
+/// credentials: for revocations, for the subscription, and again after a
+/// failover. Without them revokd is only `default` there, which may not
+/// write: a revocation is a 503, never a 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sentinel_master_behind_a_password_is_reached_with_the_sentinel_master_url() {
+    let mut set = tokio::task::spawn_blocking(|| SentinelSet::start_with(1, 1, 1000, ACL))
+        .await
+        .unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
+    let on_set = |url: Option<&str>| {
+        let sentinels = set.sentinel_urls();
+        let name = set.name().to_owned();
+        let url = url.map(str::to_owned);
+        move |store: &mut StoreConfig| {
+            store.sentinels = sentinels;
+            store.sentinel_master = Some(name);
+            store.sentinel_master_url = url;
+        }
+    };
+
+    let (anonymous, _r0) = start_on_store(ISSUER, keys.clone(), on_set(None)).await;
+    let token = anonymous.cc_token(WEB).await;
+    assert_eq!(
+        anonymous.revoke(WEB, &token).await,
+        503,
+        "without credentials the master refuses revokd's script"
+    );
+    assert!(rule_on(set.master_port(), &jti_key(&token)).is_none());
+
+    let url = Some("redis://revokd:s3cret@master");
+    let (a, _ra) = start_on_store(ISSUER, keys.clone(), on_set(url)).await;
+    let (b, _rb) = start_on_store(ISSUER, keys, on_set(url)).await;
+    eventually_ready(&a.http, &a.base).await;
+    eventually_ready(&b.http, &b.base).await;
+    assert_eq!(a.revoke(WEB, &token).await, 200, "with them it is a 200");
+    assert!(rule_on(set.master_port(), &jti_key(&token)).is_some());
+    eventually("B's subscription delivers A's revocation", SETTLE, || {
+        let (b, token) = (&b, &token);
+        async move { !b.active(token).await }
+    })
+    .await;
+
+    let old = set.master_port();
+    set.kill9(old);
+    let new = tokio::task::spawn_blocking(move || {
+        let new = set.wait_for_new_master(old, FAILOVER);
+        (set, new)
+    });
+    let (set, new) = new.await.unwrap();
+    let token = a.cc_token(WEB).await;
+    revoke_until_200(&a, &token).await;
+    assert!(
+        rule_on(new, &jti_key(&token)).is_some(),
+        "the new master, reached with the same credentials, holds the rule"
+    );
+    eventually("B follows the new master", SETTLE, || {
+        let (b, token) = (&b, &token);
+        async move { !b.active(token).await }
+    })
+    .await;
+    drop(set);
+}
+
 // === writes the replicas must confirm ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
