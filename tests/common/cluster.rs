@@ -47,6 +47,8 @@ impl ClusterNode {
 /// Six cluster nodes: three masters with one replica each.
 pub struct ClusterSet {
     nodes: Vec<ClusterNode>,
+    /// Extra arguments of every node (ACL users, say).
+    node_args: Vec<String>,
     // Declared last: removed after the processes are gone.
     dir: TempDir,
 }
@@ -56,6 +58,14 @@ impl ClusterSet {
     /// --cluster-replicas 1`, and returns once every node reports
     /// `cluster_state:ok`, knows all six nodes, and every replica's link is up.
     pub fn start() -> ClusterSet {
+        ClusterSet::start_with(&[])
+    }
+
+    /// [`ClusterSet::start`] with extra arguments for every node, at its
+    /// first start and every restart. `redis-cli --cluster create` and the
+    /// helpers here reach the nodes as the `default` user, which must keep
+    /// `INFO`, `ROLE`, `CLUSTER` and replication.
+    pub fn start_with(node_args: &[&str]) -> ClusterSet {
         let dir = TempDir::new("cluster");
         let nodes = (0..NODES)
             .map(|_| {
@@ -71,7 +81,11 @@ impl ClusterSet {
                 }
             })
             .collect();
-        let mut set = ClusterSet { nodes, dir };
+        let mut set = ClusterSet {
+            nodes,
+            node_args: node_args.iter().map(ToString::to_string).collect(),
+            dir,
+        };
         for i in 0..NODES {
             set.spawn_node(i);
         }
@@ -235,6 +249,7 @@ impl ClusterSet {
             "--dir",
         ]));
         args.push(node.dir.clone().into_os_string());
+        args.extend(self.node_args.iter().map(OsString::from));
         let mut child = spawn_redis(&args, &node.log());
         wait_ready(node.port, &mut child, &node.log());
         node.child = Some(child);

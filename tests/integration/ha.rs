@@ -443,8 +443,8 @@ async fn cluster_failover_keeps_every_answered_revocation() {
 
 // === credentials ===
 
-/// The data nodes' ACL in the credentials test. `default`, the user of the
-/// kit's helpers, the sentinels and replication, may read and administer
+/// The data nodes' ACL in the credentials tests. `default`, the user of the
+/// kits' helpers, the sentinels and replication, may read and administer
 /// and use the sentinels' channels, but not write, run scripts or touch
 /// revokd's channel; `revokd` (password `s3cret`) may do everything.
 const ACL: &[&str] = &[
@@ -529,6 +529,61 @@ async fn a_sentinel_master_behind_a_password_is_reached_with_the_sentinel_master
     })
     .await;
     drop(set);
+}
+
+/// A Cluster whose nodes refuse writes without a password is reached with
+/// the seed's credentials: by the data connection, and by a subscription on
+/// a node the cluster names once the one seed is gone. Without them a
+/// revocation is a 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_behind_a_password_is_reached_with_the_seeds_credentials_everywhere() {
+    let mut set = tokio::task::spawn_blocking(|| ClusterSet::start_with(ACL))
+        .await
+        .unwrap();
+    // The one seed is a replica: its death moves no slot, only what was
+    // connected to it.
+    let seed = set.replica_ports()[0];
+    let anonymous_seed = set.node_url(seed);
+    let seed_url = anonymous_seed.replacen("redis://", "redis://revokd:s3cret@", 1);
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
+
+    let (anonymous, _r0) = start_on_store(ISSUER, keys.clone(), |store| {
+        store.cluster = vec![anonymous_seed];
+    })
+    .await;
+    let token = anonymous.cc_token(WEB).await;
+    assert_eq!(
+        anonymous.revoke(WEB, &token).await,
+        503,
+        "without credentials the cluster refuses revokd's script"
+    );
+
+    let on_seed = |store: &mut StoreConfig| store.cluster = vec![seed_url.clone()];
+    let (a, _ra) = start_on_store(ISSUER, keys.clone(), on_seed).await;
+    let (b, _rb) = start_on_store(ISSUER, keys, on_seed).await;
+    eventually_ready(&a.http, &a.base).await;
+    eventually_ready(&b.http, &b.base).await;
+    assert_eq!(a.revoke(WEB, &token).await, 200, "with them it is a 200");
+    eventually("B's subscription delivers A's revocation", SETTLE, || {
+        let (b, token) = (&b, &token);
+        async move { !b.active(token).await }
+    })
+    .await;
+
+    // B subscribed on the seed: now on a node the cluster named.
+    set.kill9(seed);
+    eventually_ready(&b.http, &b.base).await;
+    let token = a.cc_token(WEB).await;
+    revoke_until_200(&a, &token).await;
+    eventually(
+        "B, subscribed on a node the cluster named, gets the next revocation",
+        SETTLE,
+        || {
+            let (b, token) = (&b, &token);
+            async move { !b.active(token).await }
+        },
+    )
+    .await;
 }
 
 // === writes the replicas must confirm ===
