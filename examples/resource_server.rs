@@ -9,7 +9,8 @@
 //!
 //! Instead of `--redis`: `--sentinel URL` (repeated) with `--sentinel-master
 //! NAME` (and `--sentinel-master-url URL` for the master's credentials or
-//! TLS), or `--cluster URL` (repeated, seed nodes).
+//! TLS, `--subscribe-on-replica` to take the fan-out off the master), or
+//! `--cluster URL` (repeated, seed nodes).
 //!
 //! - `GET /api/resource`: 200 `{"sub": …, "scope": …, "client_id": …}` for a
 //!   valid, unrevoked access token (audience `api` by default), else the
@@ -44,6 +45,7 @@ struct Args {
     listen: SocketAddr,
     issuer: String,
     topology: Topology,
+    subscribe_on_replica: bool,
     audience: String,
     prefix: String,
     policy: StalePolicy,
@@ -51,7 +53,7 @@ struct Args {
 }
 
 const USAGE: &str = "usage: resource_server --listen ADDR --issuer URL \
-(--redis URL | --sentinel URL... --sentinel-master NAME [--sentinel-master-url URL] | --cluster URL...) \
+(--redis URL | --sentinel URL... --sentinel-master NAME [--sentinel-master-url URL] [--subscribe-on-replica] | --cluster URL...) \
 [--audience api] [--prefix revokd] [--fail-closed] [--staleness-bound-secs 60]";
 
 fn parse_args() -> Result<Args, String> {
@@ -62,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
     let mut sentinel_master = None;
     let mut sentinel_master_url = None;
     let mut cluster = Vec::new();
+    let mut subscribe_on_replica = false;
     let mut audience = "api".to_owned();
     let mut prefix = "revokd".to_owned();
     let mut policy = StalePolicy::FailOpen;
@@ -79,6 +82,7 @@ fn parse_args() -> Result<Args, String> {
             "--sentinel-master" => sentinel_master = Some(value()?),
             "--sentinel-master-url" => sentinel_master_url = Some(value()?),
             "--cluster" => cluster.push(value()?),
+            "--subscribe-on-replica" => subscribe_on_replica = true,
             "--audience" => audience = value()?,
             "--prefix" => prefix = value()?,
             "--fail-closed" => policy = StalePolicy::FailClosed,
@@ -101,6 +105,7 @@ fn parse_args() -> Result<Args, String> {
             cluster,
         )
         .map_err(|e| format!("{e}\n{USAGE}"))?,
+        subscribe_on_replica,
         audience,
         prefix,
         policy,
@@ -128,6 +133,7 @@ async fn run() -> Result<(), String> {
         .audience(args.audience.clone())
         .topology(args.topology.clone())
         .prefix(args.prefix.clone())
+        .subscribe_on_replica(args.subscribe_on_replica)
         .stale_policy(args.policy)
         .staleness_bound(args.bound)
         .start()

@@ -75,6 +75,7 @@ pub struct ResourceServerBuilder {
     audience: Option<String>,
     topology: Option<Topology>,
     prefix: String,
+    subscribe_on_replica: bool,
     policy: StalePolicy,
     bound: Duration,
     resource: Option<String>,
@@ -111,6 +112,14 @@ impl ResourceServerBuilder {
     /// The Redis key prefix (`revokd` by default), as the issuer's.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
+        self
+    }
+
+    /// With a Sentinel topology: subscribe on one of the master's healthy
+    /// replicas (at random; the master when none is), so a fleet's fan-out
+    /// leaves the master. Off by default.
+    pub fn subscribe_on_replica(mut self, on_replica: bool) -> Self {
+        self.subscribe_on_replica = on_replica;
         self
     }
 
@@ -170,6 +179,7 @@ impl ResourceServerBuilder {
             DenylistMetrics::register(&registry, &denylist).map_err(StartError::Metrics)?;
         let options = StoreOptions {
             prefix: self.prefix,
+            subscribe_on_replica: self.subscribe_on_replica,
             ..StoreOptions::default()
         };
         let store = RedisStore::new(topology, options).map_err(StartError::Store)?;
@@ -277,6 +287,7 @@ impl ResourceServer {
             audience: None,
             topology: None,
             prefix: "revokd".to_owned(),
+            subscribe_on_replica: false,
             policy: StalePolicy::FailOpen,
             bound: DEFAULT_STALENESS_BOUND,
             resource: None,

@@ -41,6 +41,9 @@ pub(crate) struct GateArgs {
     /// The master name the sentinels monitor.
     #[arg(long)]
     sentinel_master: Option<String>,
+    /// With --sentinel: subscribe on a healthy replica, not the master.
+    #[arg(long)]
+    subscribe_on_replica: bool,
     /// A Redis Cluster seed node URL (repeat).
     #[arg(long = "cluster")]
     cluster: Vec<String>,
@@ -105,6 +108,7 @@ impl GateArgs {
                 config.resource = self.resource;
             }
             config.fail_closed |= self.fail_closed;
+            config.store.subscribe_on_replica |= self.subscribe_on_replica;
             config.scope_rules.extend(rules);
         })?;
         Ok(config)
@@ -149,6 +153,7 @@ pub(crate) async fn run(
         .audience(config.audience.clone())
         .topology(topology)
         .prefix(config.store.prefix.clone())
+        .subscribe_on_replica(config.store.subscribe_on_replica)
         .stale_policy(policy)
         .staleness_bound(config.staleness_bound)
         .registry(registry);

@@ -577,6 +577,10 @@ mod tests {
               (redis_url, sentinels + sentinel_master [+ sentinel_master_url], cluster)"]
         );
 
+        let text = "[store]\ncluster = [\"redis://10.0.0.1:7000\"]\nsubscribe_on_replica = true\n";
+        let got = problems(Config::from_toml(text).unwrap_err());
+        assert_eq!(got, ["store.subscribe_on_replica needs sentinels"]);
+
         let text = "[store]\nsentinels = [\"redis://10.0.0.1:26379\"]\nsentinel_master = \"revokd\"\n\
                     sentinel_master_url = \"rediss://revokd:s3cret@master/0\"\n";
         let config = Config::from_toml(text).unwrap();

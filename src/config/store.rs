@@ -33,6 +33,10 @@ pub struct StoreConfig {
     pub replica_ack_timeout: Duration,
     /// Prefix of every Redis key (inside the `{…}` hash tag).
     pub prefix: String,
+    /// With `sentinels`: subscribe on a healthy replica (one at random)
+    /// instead of the master, which then only serves snapshots, checks and
+    /// writes. For fleets of resource servers or gates.
+    pub subscribe_on_replica: bool,
 }
 
 impl Default for StoreConfig {
@@ -46,6 +50,7 @@ impl Default for StoreConfig {
             replica_acks: 0,
             replica_ack_timeout: Duration::from_millis(250),
             prefix: "revokd".to_owned(),
+            subscribe_on_replica: false,
         }
     }
 }
@@ -63,6 +68,7 @@ impl StoreConfig {
             prefix: self.prefix.clone(),
             replica_acks: self.replica_acks,
             replica_ack_timeout: self.replica_ack_timeout,
+            subscribe_on_replica: self.subscribe_on_replica,
             ..StoreOptions::default()
         }
     }

@@ -186,6 +186,9 @@ pub(super) fn store(store: &StoreConfig, problems: &mut Vec<String>) {
             problems.push(format!("store.{key}: not a redis URL ({error})"));
         }
     }
+    if store.subscribe_on_replica && store.sentinels.is_empty() {
+        problems.push("store.subscribe_on_replica needs sentinels".to_owned());
+    }
     if store.replica_acks > 0 && store.replica_ack_timeout.is_zero() {
         problems.push("store.replica_ack_timeout must be positive".to_owned());
     }

@@ -28,6 +28,9 @@ use tokio::sync::Mutex;
 /// How often a Sentinel link asks again which node is master.
 pub(crate) const SENTINEL_RECHECK: Duration = Duration::from_secs(1);
 
+/// Bound on the `ROLE` that checks a replica before subscribing on it.
+const REPLICA_PROBE: Duration = Duration::from_millis(250);
+
 /// Where revokd's Redis is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Topology {
@@ -185,6 +188,8 @@ enum Inner {
         master: String,
         current: Mutex<Option<Resolved>>,
         timeout: Duration,
+        /// Subscribe on a replica rather than on the master.
+        subscribe_on_replica: bool,
     },
     Cluster {
         client: redis::cluster::ClusterClient,
@@ -201,9 +206,14 @@ struct Resolved {
 }
 
 impl Link {
-    /// A link to `topology` whose calls are bounded by `timeout`. Connects
-    /// lazily: nothing is dialled until the first call.
-    pub(crate) fn new(topology: &Topology, timeout: Duration) -> redis::RedisResult<Link> {
+    /// A link to `topology` whose calls are bounded by `timeout`, whose
+    /// subscriptions go to a replica when `subscribe_on_replica` (Sentinel
+    /// only). Connects lazily: nothing is dialled until the first call.
+    pub(crate) fn new(
+        topology: &Topology,
+        timeout: Duration,
+        subscribe_on_replica: bool,
+    ) -> redis::RedisResult<Link> {
         let inner = match topology {
             Topology::Single(url) => {
                 let client = redis::Client::open(url.as_str())?;
@@ -224,6 +234,7 @@ impl Link {
                 master: master.clone(),
                 current: Mutex::new(None),
                 timeout,
+                subscribe_on_replica,
             },
             Topology::Cluster(seeds) => Inner::Cluster {
                 client: redis::cluster::ClusterClient::builder(seeds.clone())
@@ -249,6 +260,7 @@ impl Link {
                 master,
                 current,
                 timeout,
+                ..
             } => {
                 let mut current = current.lock().await;
                 if let Some(resolved) = current.as_ref()
@@ -313,14 +325,30 @@ impl Link {
     }
 
     /// A client for a node whose subscription receives revokd's events: the
-    /// server, Sentinel's master, or any reachable cluster node (tried in
-    /// turn from the seeds and the nodes the cluster names).
+    /// server, Sentinel's master (or one of its healthy replicas, which
+    /// receive every `PUBLISH` through replication), or any reachable
+    /// cluster node (tried in turn from the seeds and the nodes the cluster
+    /// names).
     pub(crate) async fn pubsub_client(&self) -> redis::RedisResult<redis::Client> {
         match &*self.inner {
             Inner::Single { client, .. } => Ok(client.clone()),
             Inner::Sentinel {
-                sentinels, master, ..
-            } => sentinels.master(master).await,
+                sentinels,
+                master,
+                subscribe_on_replica,
+                ..
+            } => {
+                if *subscribe_on_replica {
+                    match sentinels.replica(master).await {
+                        Ok(client) => return Ok(client),
+                        Err(error) => tracing::warn!(
+                            master = %master, %error,
+                            "no healthy replica to subscribe on: subscribing on the master"
+                        ),
+                    }
+                }
+                sentinels.master(master).await
+            }
             Inner::Cluster { seeds, .. } => {
                 let mut candidates = seeds.clone();
                 let seed = seeds.first().map_or("redis://", String::as_str);
@@ -468,6 +496,89 @@ impl Sentinels {
         }))
     }
 
+    /// A client for a replica of `name` that the first sentinel to answer
+    /// sees healthy with its replication link up, and that answers `ROLE`
+    /// as a replica. The first one tried is picked at random, so many
+    /// subscribers spread over all of them.
+    async fn replica(&self, name: &str) -> redis::RedisResult<redis::Client> {
+        let first = self.preferred.load(std::sync::atomic::Ordering::Relaxed);
+        let mut last_error = None;
+        for offset in 0..self.clients.len() {
+            let index = (first + offset) % self.clients.len();
+            match self.ask_replica(index, name).await {
+                Ok(client) => return Ok(client),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Io, "no sentinel configured"))
+        }))
+    }
+
+    async fn ask_replica(&self, index: usize, name: &str) -> redis::RedisResult<redis::Client> {
+        let mut sentinel = self.clients[index]
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        let replicas: Vec<std::collections::HashMap<String, String>> = redis::cmd("SENTINEL")
+            .arg("REPLICAS")
+            .arg(name)
+            .query_async(&mut sentinel)
+            .await?;
+        let healthy: Vec<(String, u16)> = replicas
+            .iter()
+            .filter(|replica| replica_is_healthy(replica))
+            .filter_map(|replica| {
+                Some((
+                    replica.get("ip")?.clone(),
+                    replica.get("port")?.parse().ok()?,
+                ))
+            })
+            .collect();
+        if healthy.is_empty() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Io,
+                "sentinel lists no healthy replica",
+            )));
+        }
+        let start = random_below(healthy.len());
+        let mut last_error = None;
+        for offset in 0..healthy.len() {
+            let (host, port) = &healthy[(start + offset) % healthy.len()];
+            let client = redis::Client::open(node_url(&self.master_url, host, (*port).into()))?;
+            // Bounded on its own: a replica that hangs (paused, overloaded)
+            // must leave time to try the next one.
+            let error = match tokio::time::timeout(REPLICA_PROBE, self.role(&client)).await {
+                Ok(Ok(Some(role))) if role == "slave" => return Ok(client),
+                Ok(Ok(_)) => redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the replica sentinel named is not a replica (any more)",
+                )),
+                Ok(Err(error)) => error,
+                Err(_) => redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the replica sentinel named did not answer in time",
+                )),
+            };
+            last_error = Some(error);
+        }
+        Err(last_error.unwrap_or_else(|| {
+            redis::RedisError::from((redis::ErrorKind::Io, "no replica answered"))
+        }))
+    }
+
+    /// The first element of `ROLE` on the node `client` reaches.
+    async fn role(&self, client: &redis::Client) -> redis::RedisResult<Option<String>> {
+        let mut node = client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await?;
+        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut node).await?;
+        Ok(match role.first() {
+            Some(Value::BulkString(kind)) => Some(String::from_utf8_lossy(kind).into_owned()),
+            Some(Value::SimpleString(kind)) => Some(kind.clone()),
+            _ => None,
+        })
+    }
+
     async fn ask(&self, index: usize, name: &str) -> redis::RedisResult<redis::Client> {
         let mut sentinel = self.clients[index]
             .get_multiplexed_async_connection_with_config(&self.config)
@@ -484,13 +595,8 @@ impl Sentinels {
             )));
         };
         let client = redis::Client::open(node_url(&self.master_url, &host, port.into()))?;
-        let mut node = client
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut node).await?;
-        match role.first() {
-            Some(Value::BulkString(kind)) if kind.as_slice() == b"master" => Ok(client),
-            Some(Value::SimpleString(kind)) if kind == "master" => Ok(client),
+        match self.role(&client).await?.as_deref() {
+            Some("master") => Ok(client),
             _ => Err(redis::RedisError::from((
                 redis::ErrorKind::Io,
                 "the node sentinel named is not master (yet)",
@@ -499,9 +605,55 @@ impl Sentinels {
     }
 }
 
+/// A replica as `SENTINEL REPLICAS` lists it is usable for a subscription
+/// when no sentinel thinks it down, it is connected, and its link to the
+/// master is up (a replica cut off from its master would deliver nothing).
+fn replica_is_healthy(replica: &std::collections::HashMap<String, String>) -> bool {
+    let flags = replica.get("flags").map_or("", String::as_str);
+    let down = ["s_down", "o_down", "disconnected"]
+        .iter()
+        .any(|flag| flags.split(',').any(|f| f == *flag));
+    !down && replica.get("master-link-status").is_some_and(|s| s == "ok")
+}
+
+/// A number below `n` (> 0), different from one call to the next: enough to
+/// spread subscribers over replicas. (Each `RandomState` gets new keys: a
+/// random per-thread seed, advanced at every call.)
+fn random_below(n: usize) -> usize {
+    use std::hash::{BuildHasher, Hasher};
+    let hash = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    usize::try_from(hash % u64::try_from(n).unwrap_or(u64::MAX)).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::node_url;
+    use super::{node_url, random_below, replica_is_healthy};
+
+    #[test]
+    fn a_replica_is_subscribed_on_only_when_up_connected_and_linked() {
+        let replica = |flags: &str, link: &str| {
+            [("flags", flags), ("master-link-status", link)]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect()
+        };
+        assert!(replica_is_healthy(&replica("slave", "ok")));
+        assert!(!replica_is_healthy(&replica("slave", "err")));
+        assert!(!replica_is_healthy(&replica("s_down,slave", "ok")));
+        assert!(!replica_is_healthy(&replica("slave,o_down", "ok")));
+        assert!(!replica_is_healthy(&replica("slave,disconnected", "ok")));
+        assert!(!replica_is_healthy(&std::collections::HashMap::new()));
+    }
+
+    #[test]
+    fn random_below_stays_below_and_spreads() {
+        let picks: std::collections::HashSet<usize> = (0..200).map(|_| random_below(3)).collect();
+        assert!(picks.iter().all(|p| *p < 3));
+        assert_eq!(picks.len(), 3, "{picks:?}");
+        assert_eq!(random_below(1), 0);
+    }
 
     #[test]
     fn named_nodes_are_reached_with_the_seeds_scheme_credentials_and_database() {

@@ -173,6 +173,11 @@ pub struct StoreOptions {
     pub replica_acks: u64,
     /// How long `WAIT` waits for them.
     pub replica_ack_timeout: Duration,
+    /// Sentinel: subscribe on one of the master's healthy replicas (picked
+    /// at random; the master when none is), so the fan-out to many
+    /// subscribers leaves the master. Snapshots and sync checks still read
+    /// the master. Ignored by the other topologies.
+    pub subscribe_on_replica: bool,
 }
 
 impl Default for StoreOptions {
@@ -182,6 +187,7 @@ impl Default for StoreOptions {
             timeout: DEFAULT_TIMEOUT,
             replica_acks: 0,
             replica_ack_timeout: Duration::from_millis(250),
+            subscribe_on_replica: false,
         }
     }
 }
@@ -232,10 +238,10 @@ impl RedisStore {
         // A change waits for its WAIT too: bound the call by both.
         let call_bound = options.timeout + options.replica_ack_timeout;
         let with_chain = |body: &str| format!("{}\n{body}", include_str!("lua/chain.lua"));
-        let link = Link::new(&topology, call_bound)?;
+        let link = Link::new(&topology, call_bound, options.subscribe_on_replica)?;
         let change_links: std::sync::Arc<[Link]> = if options.replica_acks > 0 {
             (0..ACKED_CONNECTIONS)
-                .map(|_| Link::new(&topology, call_bound))
+                .map(|_| Link::new(&topology, call_bound, false))
                 .collect::<redis::RedisResult<Vec<_>>>()?
                 .into()
         } else {

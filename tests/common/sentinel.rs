@@ -257,10 +257,16 @@ impl SentinelSet {
         if replicaof.is_some() {
             self.wait_link_up(port);
         }
+        self.wait_healthy(port, replicaof.is_none());
+    }
+
+    /// Waits until every sentinel sees the node on `port` healthy: as the
+    /// master if `as_master`, else as a replica.
+    pub fn wait_healthy(&self, port: u16, as_master: bool) {
         for s in &self.sentinels {
             let ok = poll(SETTLE, || {
                 let mut con = connect(s.port).ok()?;
-                if replicaof.is_none() {
+                if as_master {
                     return (sentinel_master(&mut con, &self.name)? == port).then_some(());
                 }
                 let known = sentinel_list(&mut con, "REPLICAS", &self.name)?;
@@ -271,7 +277,7 @@ impl SentinelSet {
             });
             assert!(
                 ok.is_some(),
-                "sentinel {} did not see restarted node {port} healthy; {}",
+                "sentinel {} did not see node {port} healthy; {}",
                 s.port,
                 s.log().display()
             );

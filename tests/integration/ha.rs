@@ -586,6 +586,107 @@ async fn a_cluster_behind_a_password_is_reached_with_the_seeds_credentials_every
     .await;
 }
 
+// === subscribing on a replica ===
+
+/// `PUBSUB NUMSUB {revokd}:events` on the node on `port`: the subscriptions
+/// to revokd's events held by that very node.
+fn subscriptions_on(port: u16) -> u64 {
+    let mut con = connect(port).unwrap_or_else(|e| panic!("connect to {port}: {e}"));
+    let counts: (String, u64) = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg("{revokd}:events")
+        .query(&mut con)
+        .unwrap_or_else(|e| panic!("PUBSUB NUMSUB on {port}: {e}"));
+    counts.1
+}
+
+/// A resource server told to subscribe on a replica holds its subscription
+/// there, not on the master, and enforces revocations through it; when
+/// that replica pauses (delivering nothing) or dies, it moves to another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_resource_server_subscribed_on_a_replica_enforces_revocations_and_moves_when_it_dies() {
+    let mut set = tokio::task::spawn_blocking(|| SentinelSet::start(2, 1, 1000))
+        .await
+        .unwrap();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
+    let keyserver = KeyServer::start(&keys).await;
+    let issuer = keyserver.base.clone();
+    let (a, _ra) = start_on_store(&issuer, keys, |store| set.store(store)).await;
+    let mut flags = Topology::flags(&set);
+    flags.push("--subscribe-on-replica".to_owned());
+    let api = {
+        let issuer = issuer.clone();
+        tokio::task::spawn_blocking(move || Api::start(&issuer, &flags))
+            .await
+            .unwrap()
+    };
+    eventually_ready(&a.http, &a.base).await;
+    eventually_ready(&api.http, &api.base).await;
+
+    let master = set.master_port();
+    let replicas = set.replica_ports();
+    let on = |port: u16| subscriptions_on(port);
+    assert_eq!(on(master), 1, "only the issuer subscribes on the master");
+    let held: Vec<u16> = replicas.iter().copied().filter(|p| on(*p) == 1).collect();
+    assert_eq!(
+        held.len(),
+        1,
+        "the resource server subscribes on one replica"
+    );
+    let first = held[0];
+
+    let enforced_within = |token: String| {
+        let (a, api) = (&a, &api);
+        async move {
+            assert_eq!(api.call(&token).await, 200, "a fresh token works");
+            assert_eq!(a.revoke(WEB, &token).await, 200);
+            let revoked_at = Instant::now();
+            while api.call(&token).await != 401 {
+                assert!(
+                    revoked_at.elapsed() < SETTLE,
+                    "still accepted after {SETTLE:?}"
+                );
+            }
+            revoked_at.elapsed()
+        }
+    };
+    let took = enforced_within(a.login(WEB).await.0).await;
+    eprintln!("subscribed on replica {first}: a revocation enforced after {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+
+    // The replica pauses: its subscription stays open and delivers
+    // nothing. The sync check against the master notices, and the resync
+    // subscribes elsewhere.
+    let other = replicas.iter().copied().find(|p| *p != first).unwrap();
+    let mut paused = Stopped::stop(set.pid(first).expect("the replica runs"));
+    let took = enforced_within(a.login(WEB).await.0).await;
+    eprintln!("replica {first} paused: a revocation enforced after {took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    eventually(
+        "the resource server subscribes on the other replica",
+        SETTLE,
+        || async move { subscriptions_on(other) == 1 },
+    )
+    .await;
+    assert_eq!(on(master), 1, "and still not on the master");
+    paused.resume();
+    // Once the sentinels see it back, that replica dies: the subscription
+    // moves at once.
+    tokio::task::block_in_place(|| set.wait_healthy(first, false));
+    set.kill9(other);
+    eventually(
+        "the resource server subscribes on the first replica again",
+        SETTLE,
+        || async move { subscriptions_on(first) == 1 },
+    )
+    .await;
+    assert_eq!(on(master), 1, "and still not on the master");
+    eventually_ready(&api.http, &api.base).await;
+    let took = enforced_within(a.login(WEB).await.0).await;
+    eprintln!("moved back to replica {first}: a revocation enforced after {took:?}");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+}
+
 // === writes the replicas must confirm ===
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
