@@ -252,6 +252,7 @@ password_hash = "$argon2id$v=19$m=8,t=1,p=1$c2FsdHNhbHQ$aGFzaA"
             };
             let same = match value {
                 serde_json::Value::Number(n) => n.as_f64() == default.parse().ok(),
+                serde_json::Value::Bool(b) => Some(*b) == default.parse().ok(),
                 serde_json::Value::String(s) if s == default => true,
                 serde_json::Value::String(s) => {
                     humantime::parse_duration(s).ok() == humantime::parse_duration(default).ok()
