@@ -1,11 +1,12 @@
 //! `/account`: the signed-in user's connected apps, each with Disconnect,
 //! and "sign out everywhere".
 //!
-//! - Disconnect writes `subclient:<sub>/<client_id>` issued-at-or-before now
-//!   (every token the app holds for this user dies; connecting again later
-//!   works) and forgets the app's record.
-//! - Sign out everywhere writes `sub:<sub>` issued-at-or-before now and ends
-//!   this session.
+//! - Disconnect, for an app the user is connected to, writes
+//!   `subclient:<sub>/<client_id>` issued-at-or-before now (every token the
+//!   app holds for this user dies; connecting again later works) and
+//!   forgets the app's record.
+//! - Sign out everywhere writes `sub:<sub>` issued-at-or-before now, which
+//!   also ends every session signed in until then ([`AppState::session`](super::AppState::session)).
 //!
 //! Every form posts a CSRF token bound to the session.
 
@@ -24,7 +25,7 @@ use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey};
 
 /// `GET /account`: the apps, or the login form.
 pub async fn account(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    match state.sessions.read(&headers, clock::now_secs()) {
+    match state.session(&headers, clock::now_secs()) {
         Some(session) => apps_page(&state, &session).await,
         None => login_page(&state, StatusCode::OK, None),
     }
@@ -74,6 +75,18 @@ pub async fn disconnect(
         Ok(session) => session,
         Err(response) => return *response,
     };
+    // Only an app the user is connected to: any other id would be a rule
+    // anyone signed in could write at will (any length, any bytes).
+    let connected = match state.store.grants(&session.sub, clock::now_secs()).await {
+        Ok(grants) => grants.iter().any(|(id, _)| *id == client_id),
+        Err(error) => return OAuthError::from(error).into_response(),
+    };
+    if !connected {
+        return pages::error(
+            StatusCode::NOT_FOUND,
+            "That application is not connected to your account.",
+        );
+    }
     let key = RuleKey::SubClient {
         sub: session.sub.clone(),
         client: client_id.clone(),
@@ -124,7 +137,7 @@ fn signed_in_form(
             "The form is malformed.",
         )));
     };
-    let Some(session) = state.sessions.read(headers, clock::now_secs()) else {
+    let Some(session) = state.session(headers, clock::now_secs()) else {
         return Err(Box::new(login_page(
             state,
             StatusCode::UNAUTHORIZED,

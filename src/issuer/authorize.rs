@@ -112,7 +112,7 @@ pub async fn authorize_get(
         Outcome::Page(response) | Outcome::Redirect(response) => return response,
     };
     let now = clock::now_secs();
-    let Some(session) = state.sessions.read(&headers, now) else {
+    let Some(session) = state.session(&headers, now) else {
         return login_page(&state, &checked, StatusCode::OK, None);
     };
     if params.get("prompt") != Some("consent") && remembered(&state, &checked, &session, now).await
@@ -179,7 +179,7 @@ pub async fn authorize_post(
         return login(&state, peer, &headers, &form, &checked).await;
     }
     let now = clock::now_secs();
-    let Some(session) = state.sessions.read(&headers, now) else {
+    let Some(session) = state.session(&headers, now) else {
         return login_page(
             &state,
             &checked,

@@ -60,7 +60,7 @@ use crate::clock;
 use crate::config::{Config, UserConfig};
 use crate::denylist::Denylist;
 use crate::metrics::IssuerMetrics;
-use crate::rule::{RevokedBefore, RuleKey};
+use crate::rule::{RevokedBefore, RuleKey, TokenKeys};
 use crate::signing::SigningKeys;
 use crate::store::memory::MemoryStore;
 use crate::store::{RevocationStore, StoreError};
@@ -205,6 +205,26 @@ impl App {
                 RevokedBefore::All => true,
                 RevokedBefore::IssuedAtOrBefore(bound) => bound >= now,
             })
+    }
+
+    /// The signed-in user of this request: a valid session cookie whose
+    /// sign-in no rule for the user has revoked since ("sign out
+    /// everywhere", an administrator revoking the user). Sessions are
+    /// stateless cookies, so the denylist is what ends the other ones.
+    pub fn session(&self, headers: &HeaderMap, now: u64) -> Option<session::Session> {
+        let session = self.sessions.read(headers, now)?;
+        let signed_in = TokenKeys {
+            // No token has an empty jti or client id: only the user's rules apply.
+            jti: "",
+            sid: None,
+            sub: Some(&session.sub),
+            client_id: "",
+            iat: session.signed_in_at(),
+        };
+        self.denylist
+            .is_revoked(&signed_in, now)
+            .is_none()
+            .then_some(session)
     }
 
     /// The client with this id: configured, or registered (RFC 7591).

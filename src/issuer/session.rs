@@ -41,6 +41,13 @@ pub struct Session {
     pub expires: u64,
 }
 
+impl Session {
+    /// When the user signed in, seconds since the epoch.
+    pub fn signed_in_at(&self) -> u64 {
+        self.expires.saturating_sub(SESSION_SECS)
+    }
+}
+
 impl Sessions {
     /// Sessions keyed with `secret`; cookies `Secure` when `secure`.
     pub fn new(secret: &[u8; 32], secure: bool) -> Sessions {

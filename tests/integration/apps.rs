@@ -647,7 +647,53 @@ async fn the_account_page_lists_the_app_and_disconnect_revokes_only_that_users_t
     assert_eq!(status, 403);
     assert!(server.active(bob_access).await);
 
-    // Sign out everywhere: every token of bob dies, and the session ends.
+    // A disconnect names an app the user is connected to, or writes
+    // nothing: no rule for any id (a control character, 3000 bytes) a
+    // signed-in user makes up.
+    let account_rules = || async {
+        let text = server.metrics().await;
+        text.lines()
+            .find(|l| {
+                l.starts_with("revokd_revocations_total")
+                    && l.contains("kind=\"subclient\"")
+                    && l.contains("source=\"account\"")
+            })
+            .map(|l| l.rsplit(' ').next().unwrap().to_owned())
+    };
+    let before = account_rules().await;
+    let (_, _, page) = bob.get(&account).await;
+    let at = page.find("/disconnect").unwrap();
+    let fields = form_fields(&page[page[..at].rfind("<form").unwrap()..]);
+    for made_up in [
+        "%01x".to_owned(),
+        "a%0Ab".to_owned(),
+        "x".repeat(3000),
+        "unknown-app".to_owned(),
+    ] {
+        let (status, _, _) = bob
+            .post(
+                &format!("{}/account/apps/{made_up}/disconnect", server.base),
+                &fields,
+            )
+            .await;
+        assert_eq!(status, 404, "{made_up:.20}");
+    }
+    assert_eq!(account_rules().await, before, "no rule written");
+    assert!(server.active(bob_access).await);
+
+    // Sign out everywhere: every token of bob dies, and the session ends,
+    // here and in his other browser (and for any copy of the cookie).
+    let mut bob_elsewhere = Browser::new();
+    approve(
+        &mut bob_elsewhere,
+        &server,
+        ("bob", "bob-password"),
+        &challenge,
+    )
+    .await;
+    let stolen = bob.cookies.clone();
+    let (_, _, page) = bob_elsewhere.get(&account).await;
+    assert!(page.contains("Signed in as"), "{page}");
     let (_, _, page) = bob.get(&account).await;
     let at = page.find("/account/signout-everywhere").unwrap();
     let form = &page[page[..at].rfind("<form").unwrap()..];
@@ -660,6 +706,17 @@ async fn the_account_page_lists_the_app_and_disconnect_revokes_only_that_users_t
     assert_eq!(status, 303);
     assert!(!server.active(bob_access).await);
     assert!(!bob.cookies.contains_key("revokd_session"));
+    let (_, _, page) = bob_elsewhere.get(&account).await;
+    assert!(
+        !page.contains("Signed in as"),
+        "the other browser is signed out: {page}"
+    );
+    bob.cookies = stolen;
+    let (_, _, page) = bob.get(&account).await;
+    assert!(
+        !page.contains("Signed in as"),
+        "so is a copy of the cookie: {page}"
+    );
 }
 
 #[tokio::test]
