@@ -6,7 +6,7 @@
 //!   app holds for this user dies; connecting again later works) and
 //!   forgets the app's record.
 //! - Sign out everywhere writes `sub:<sub>` issued-at-or-before now, which
-//!   also ends every session signed in until then ([`AppState::session`](super::AppState::session)).
+//!   also ends every session signed in until then (`AppState::session`).
 //!
 //! Every form posts a CSRF token bound to the session.
 
