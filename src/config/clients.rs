@@ -110,6 +110,12 @@ pub struct RegistrationConfig {
     /// How long a registration lasts (default 30 days).
     #[serde(with = "super::duration")]
     pub client_ttl: Duration,
+    /// Registered clients that may live at once (default 10 000): past it,
+    /// 503 until some expire. Bounds the store's memory.
+    pub max_clients: u64,
+    /// Registrations one peer address may make per hour (default 20, all
+    /// at once at most).
+    pub per_peer_per_hour: u32,
 }
 
 impl Default for RegistrationConfig {
@@ -119,6 +125,8 @@ impl Default for RegistrationConfig {
             scopes: Vec::new(),
             audience: Vec::new(),
             client_ttl: Duration::from_secs(30 * 24 * 3600),
+            max_clients: 10_000,
+            per_peer_per_hour: 20,
         }
     }
 }

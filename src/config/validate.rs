@@ -36,6 +36,16 @@ impl Config {
         }
         limits(&self.limits, &mut problems);
         store(&self.store, &mut problems);
+        let registration = &self.registration;
+        if registration.max_clients == 0 || registration.per_peer_per_hour == 0 {
+            problems.push(
+                "registration.max_clients and registration.per_peer_per_hour must be at least 1"
+                    .to_owned(),
+            );
+        }
+        if registration.client_ttl.is_zero() {
+            problems.push("registration.client_ttl must be positive".to_owned());
+        }
         self.principals(&mut problems);
         let mut kids = HashSet::new();
         for key in &self.signing_keys {

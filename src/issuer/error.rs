@@ -77,6 +77,10 @@ pub enum OAuthError {
     /// `Retry-After: 1`.
     #[error("temporarily_unavailable: overloaded")]
     Overloaded,
+    /// 503 `temporarily_unavailable`: as many registered clients live as
+    /// `registration.max_clients` allows; answered with `Retry-After: 60`.
+    #[error("temporarily_unavailable: the client registry is full")]
+    RegistryFull,
     /// 500 `server_error`: a bug or a broken host; the cause (the source)
     /// is logged. Made with [`OAuthError::internal`].
     #[error("server_error")]
@@ -128,7 +132,9 @@ impl OAuthError {
             OAuthError::InvalidToken => "invalid_token",
             OAuthError::InsufficientScope => "insufficient_scope",
             OAuthError::NotFound => "not_found",
-            OAuthError::Store(_) | OAuthError::Overloaded => "temporarily_unavailable",
+            OAuthError::Store(_) | OAuthError::Overloaded | OAuthError::RegistryFull => {
+                "temporarily_unavailable"
+            }
             OAuthError::SlowDown(_) => "slow_down",
             OAuthError::Internal(_) => "server_error",
         }
@@ -141,7 +147,9 @@ impl OAuthError {
             OAuthError::InsufficientScope => StatusCode::FORBIDDEN,
             OAuthError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             OAuthError::NotFound => StatusCode::NOT_FOUND,
-            OAuthError::Store(_) | OAuthError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            OAuthError::Store(_) | OAuthError::Overloaded | OAuthError::RegistryFull => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             OAuthError::SlowDown(_) => StatusCode::TOO_MANY_REQUESTS,
             OAuthError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,
@@ -167,6 +175,9 @@ impl OAuthError {
             OAuthError::Store(_) => Some("revocation store unavailable, retry later"),
             OAuthError::SlowDown(_) => Some("rate limit exceeded, retry after Retry-After seconds"),
             OAuthError::Overloaded => Some("server busy, retry later"),
+            OAuthError::RegistryFull => {
+                Some("the client registry is full, retry once registrations expire")
+            }
             OAuthError::Internal(_) => None,
         }
     }
@@ -214,6 +225,9 @@ impl IntoResponse for OAuthError {
             }
             OAuthError::Overloaded => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            OAuthError::RegistryFull => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
             }
             _ => {}
         }

@@ -95,12 +95,15 @@ pub struct RateLimits {
     requests: Buckets<Option<IpAddr>>,
     argon2_clients: Buckets<String>,
     argon2_peers: Buckets<Option<IpAddr>>,
+    registrations: Buckets<Option<IpAddr>>,
     origin: Instant,
 }
 
 impl RateLimits {
-    /// Limits from `[limits]`.
-    pub fn new(config: &LimitsConfig) -> RateLimits {
+    /// Limits from `[limits]`, and `registrations_per_hour` for one peer's
+    /// dynamic registrations.
+    pub fn new(config: &LimitsConfig, registrations_per_hour: u32) -> RateLimits {
+        let registrations = f64::from(registrations_per_hour.max(1));
         let rate = config.rate_per_second;
         let burst = f64::from(config.burst);
         let failures = f64::from(config.argon2_failures);
@@ -115,6 +118,7 @@ impl RateLimits {
             ),
             argon2_clients: Buckets::new(failure_rate, failures, SHARD_CAPACITY),
             argon2_peers: Buckets::new(failure_rate, failures, SHARD_CAPACITY),
+            registrations: Buckets::new(registrations / 3600.0, registrations, SHARD_CAPACITY),
             origin: Instant::now(),
         }
     }
@@ -153,6 +157,11 @@ impl RateLimits {
     /// bucket is empty, `wait` being how long until a token is back.
     pub fn charge_client(&self, client_id: &str, now: Duration) -> Result<(), Duration> {
         self.clients.take(client_id, now)
+    }
+
+    /// Charges one dynamic registration to the peer it came from.
+    pub fn charge_registration(&self, peer: Peer, now: Duration) -> Result<(), Duration> {
+        self.registrations.take(&peer.0, now)
     }
 
     /// Charges one failed authentication to the peer it came from.

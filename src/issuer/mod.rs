@@ -409,7 +409,7 @@ impl AppState {
             .max()
             .unwrap_or(0);
         let metadata_json = metadata::document(&config, &keys, &clients).to_string();
-        let rate_limits = RateLimits::new(&config.limits);
+        let rate_limits = RateLimits::new(&config.limits, config.registration.per_peer_per_hour);
         let in_flight = Arc::new(Semaphore::new(config.limits.max_concurrent_requests));
         let sessions = session::Sessions::new(
             &keys.derived_secret("pages session"),

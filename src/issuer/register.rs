@@ -93,7 +93,7 @@ async fn registered(
     }
     state
         .rate_limits
-        .charge_peer(peer, state.rate_limits.now())
+        .charge_registration(peer, state.rate_limits.now())
         .map_err(OAuthError::SlowDown)?;
     let is_json = request
         .headers()
@@ -114,10 +114,22 @@ async fn registered(
         ..client
     };
     let json = serde_json::to_string(&config).map_err(OAuthError::internal)?;
-    state
+    let kept = state
         .store
-        .put_registered_client(&id, &json, registration.client_ttl)
+        .put_registered_client(
+            &id,
+            &json,
+            registration.client_ttl,
+            registration.max_clients,
+        )
         .await?;
+    if !kept {
+        tracing::warn!(
+            max = registration.max_clients,
+            "registration refused: the registry is full"
+        );
+        return Err(OAuthError::RegistryFull);
+    }
     tracing::info!(client_id = %id, name = ?config.name, "client registered");
     let body = json!({
         "client_id": id,

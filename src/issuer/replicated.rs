@@ -309,10 +309,11 @@ impl RevocationStore for ReplicatedStore {
         id: &'a str,
         client: &'a str,
         ttl: Duration,
-    ) -> StoreFuture<'a, ()> {
+        max: u64,
+    ) -> StoreFuture<'a, bool> {
         Box::pin(async move {
             self.store
-                .put_registered_client(id, client, ttl)
+                .put_registered_client(id, client, ttl, max)
                 .await
                 .map_err(|e| StoreError::caused_by("registering a client", e))
         })

@@ -33,9 +33,6 @@ struct Apps {
     clients: HashMap<String, (String, u64)>,
 }
 
-/// Registered clients kept at most (one process: a bound on memory).
-const MAX_REGISTERED_CLIENTS: usize = 10_000;
-
 /// Claimed refresh-token jtis: until when the marker stays, and the claim.
 ///
 /// A plain mutex: the critical section is one hash-map insert, and a refresh
@@ -255,26 +252,19 @@ impl RevocationStore for MemoryStore {
         id: &'a str,
         client: &'a str,
         ttl: Duration,
-    ) -> StoreFuture<'a, ()> {
+        max: u64,
+    ) -> StoreFuture<'a, bool> {
         let now = clock::now_secs();
         let mut apps = self.apps();
         apps.clients.retain(|_, (_, until)| *until > now);
-        let full = apps.clients.len() >= MAX_REGISTERED_CLIENTS;
+        let full = u64::try_from(apps.clients.len()).unwrap_or(u64::MAX) >= max;
         if !full {
             let until = now.saturating_add(ttl.as_secs().max(1));
             apps.clients
                 .insert(id.to_owned(), (client.to_owned(), until));
         }
         drop(apps);
-        Box::pin(async move {
-            if full {
-                Err(super::StoreError::unavailable(
-                    "too many registered clients",
-                ))
-            } else {
-                Ok(())
-            }
-        })
+        Box::pin(async move { Ok(!full) })
     }
 
     fn registered_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>> {

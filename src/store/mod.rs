@@ -154,13 +154,15 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// Forgets (`sub`, `client_id`); `true` when it was recorded.
     fn forget_grant<'a>(&'a self, sub: &'a str, client_id: &'a str) -> StoreFuture<'a, bool>;
 
-    /// Keeps a dynamically registered client (RFC 7591) for `ttl`.
+    /// Keeps a dynamically registered client (RFC 7591) for `ttl`, unless
+    /// `max` registered clients live already: `false`, nothing kept.
     fn put_registered_client<'a>(
         &'a self,
         id: &'a str,
         client: &'a str,
         ttl: Duration,
-    ) -> StoreFuture<'a, ()>;
+        max: u64,
+    ) -> StoreFuture<'a, bool>;
 
     /// A dynamically registered client, if it is still registered.
     fn registered_client<'a>(&'a self, id: &'a str) -> StoreFuture<'a, Option<String>>;

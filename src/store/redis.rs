@@ -13,6 +13,7 @@
 //! | `{revokd}:head` | STRING | the history's head after it (40 hex digits) |
 //! | `{revokd}:log` | LIST | the last [`HISTORY_WINDOW`] events, oldest first |
 //! | `{revokd}:used:<jti>` | STRING | a retired refresh token, until it expires |
+//! | `{revokd}:clients` | ZSET | registered client key → its expiry in ms (the registry's cap) |
 //! | `{revokd}:events` | channel | `revokd.v1.RevocationEvent` protobuf messages |
 //!
 //! The head and the log let every process tell a dataset that came back
@@ -108,6 +109,8 @@ pub struct KeyNames {
     pub grants: String,
     /// `{prefix}:client:` (followed by a registered client's id)
     pub client: String,
+    /// `{prefix}:clients`: the registered clients' keys by expiry
+    pub clients: String,
     /// `{prefix}:client-grants:` (followed by a client id): its users
     pub client_grants: String,
 }
@@ -127,6 +130,7 @@ impl KeyNames {
             code: format!("{tag}:code:"),
             grants: format!("{tag}:grants:"),
             client: format!("{tag}:client:"),
+            clients: format!("{tag}:clients"),
             client_grants: format!("{tag}:client-grants:"),
         }
     }
@@ -203,6 +207,7 @@ struct Scripts {
     code: Script,
     grant: Script,
     client_grants: Script,
+    register: Script,
 }
 
 /// A handle on revokd's data in one Redis topology. Cheap to clone: the
@@ -261,6 +266,7 @@ impl RedisStore {
                 code: Script::new(include_str!("lua/code.lua")),
                 grant: Script::new(include_str!("lua/grant.lua")),
                 client_grants: Script::new(include_str!("lua/client_grants.lua")),
+                register: Script::new(include_str!("lua/register.lua")),
             }),
             options: std::sync::Arc::new(options),
             topology: std::sync::Arc::new(topology),
@@ -575,21 +581,29 @@ impl RedisStore {
         Ok(removed > 0)
     }
 
-    /// Keeps a registered client for `ttl`.
+    /// Keeps a registered client for `ttl`, unless `max` registered
+    /// clients live already (`false`, nothing written).
     pub async fn put_registered_client(
         &self,
         id: &str,
         client: &str,
         ttl: Duration,
-    ) -> Result<(), RedisStoreError> {
+        max: u64,
+    ) -> Result<bool, RedisStoreError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut invocation = self.scripts.register.prepare_invoke();
+        invocation
+            .key(format!("{}{id}", self.keys.client))
+            .key(&self.keys.clients)
+            .arg(client)
+            .arg(ttl_ms)
+            .arg(crate::clock::now_millis())
+            .arg(max);
         let mut connection = self.connection().await?;
-        self.bounded(connection.pset_ex::<_, _, ()>(
-            format!("{}{id}", self.keys.client),
-            client,
-            ttl_ms,
-        ))
-        .await
+        let kept: u64 = self
+            .bounded(invocation.invoke_async(&mut connection))
+            .await?;
+        Ok(kept == 1)
     }
 
     /// A registered client's configuration, if it is still registered.

@@ -944,6 +944,80 @@ async fn a_client_registers_itself_then_connects() {
     assert_eq!(introspect.status(), 401);
 }
 
+/// `POST /oauth2/register` with a minimal valid body: status, headers, JSON.
+async fn register_one(server: &Server) -> (u16, reqwest::header::HeaderMap, Value) {
+    let answer = loopback::client(std::time::Duration::from_secs(10))
+        .post(format!("{}/oauth2/register", server.base))
+        .json(&serde_json::json!({"redirect_uris": [REDIRECT]}))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    let headers = answer.headers().clone();
+    (status, headers, answer.json().await.unwrap())
+}
+
+/// One host registers a few clients an hour, not thousands a second.
+#[tokio::test]
+async fn one_peer_registers_only_its_hourly_share() {
+    let server = start_with(SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(), |c| {
+        c.registration.enabled = true;
+        c.registration.per_peer_per_hour = 3;
+    })
+    .await;
+    for i in 0..3 {
+        let (status, _, body) = register_one(&server).await;
+        assert_eq!(status, 201, "registration #{i}: {body}");
+    }
+    let (status, headers, body) = register_one(&server).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"], "slow_down");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (1..=1200).contains(&wait),
+        "one registration back in 20 min: {wait}"
+    );
+}
+
+/// The registry holds `registration.max_clients` at most, counted across
+/// every issuer on one Redis; past it a 503 that keeps nothing, until
+/// registrations expire.
+#[tokio::test]
+async fn the_client_registry_is_capped_across_issuers_until_registrations_expire() {
+    let redis = RedisServer::start();
+    let keys = SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap();
+    let capped = |c: &mut revokd::config::Config| {
+        c.store.redis_url = Some(redis.url());
+        c.registration.enabled = true;
+        c.registration.max_clients = 2;
+        c.registration.client_ttl = std::time::Duration::from_secs(2);
+    };
+    let (a, _ra) = start_replicated_with("https://auth.apps.test", keys.clone(), capped).await;
+    let (b, _rb) = start_replicated_with("https://auth.apps.test", keys, capped).await;
+    assert_eq!(register_one(&a).await.0, 201);
+    assert_eq!(register_one(&b).await.0, 201);
+    for server in [&a, &b] {
+        let (status, headers, body) = register_one(server).await;
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "temporarily_unavailable");
+        assert_eq!(headers["retry-after"], "60");
+    }
+    let mut con = crate::redis_server::connect(redis.port()).unwrap();
+    let kept: Vec<String> = redis::cmd("KEYS")
+        .arg("{revokd}:client:*")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(
+        kept.len(),
+        2,
+        "the refused registrations kept nothing: {kept:?}"
+    );
+
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, _, body) = register_one(&b).await;
+    assert_eq!(status, 201, "room again once they expired: {body}");
+}
+
 #[tokio::test]
 async fn registration_is_off_by_default() {
     let server = issuer().await;
