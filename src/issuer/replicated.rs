@@ -20,7 +20,9 @@ use crate::metrics::DenylistMetrics;
 use crate::rule::{Rule, RuleKey};
 use crate::signing::SigningKeys;
 use crate::store::redis::{Position, RedisStore, RedisStoreError, expire_forever};
-use crate::store::{CodeUse, GrantRecord, RefreshUse, RevocationStore, StoreError, StoreFuture};
+use crate::store::{
+    CodePresenter, CodeUse, GrantRecord, RefreshUse, RevocationStore, StoreError, StoreFuture,
+};
 use crate::subscriber::{Subscriber, SubscriberConfig};
 
 /// How often expired rules are swept out of Redis.
@@ -236,10 +238,15 @@ impl RevocationStore for ReplicatedStore {
         })
     }
 
-    fn take_code<'a>(&'a self, code: &'a str, ttl: Duration) -> StoreFuture<'a, CodeUse> {
+    fn take_code<'a>(
+        &'a self,
+        code: &'a str,
+        presenter: CodePresenter<'a>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, CodeUse> {
         Box::pin(async move {
             self.store
-                .take_code(code, ttl)
+                .take_code(code, presenter, ttl)
                 .await
                 .map_err(|e| StoreError::caused_by("spending an authorization code", e))
         })

@@ -26,9 +26,8 @@ use crate::clock;
 use crate::config::GrantType;
 use crate::crypto::random_id;
 use crate::rule::{KeyKind, RevokedBefore, Rule, RuleKey, TokenKeys};
-use crate::store::{CodeUse, GrantRecord, RefreshUse};
+use crate::store::{CodePresenter, CodeUse, GrantRecord, RefreshUse};
 use base64::Engine;
-use subtle::ConstantTimeEq;
 
 use super::authorize::{CodeGrant, SPENT_CODE_TTL, is_pkce_value};
 
@@ -146,39 +145,37 @@ async fn authorization_code(
     if code.len() > 256 {
         return Err(BAD);
     }
-    state.require_synced()?;
-    let grant: CodeGrant = match state.store.take_code(code, SPENT_CODE_TTL).await? {
-        CodeUse::Fresh(json) => serde_json::from_str(&json).map_err(OAuthError::internal)?,
-        CodeUse::Reused(json) => {
-            let grant: CodeGrant = serde_json::from_str(&json).map_err(OAuthError::internal)?;
-            return Err(code_reused(state, client, &grant).await);
-        }
-        CodeUse::Unknown => return Err(BAD),
-    };
-    if grant.client_id != client.id {
-        return Err(BAD);
-    }
-    if form.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
-        return Err(OAuthError::InvalidGrant(
-            "redirect_uri does not match the authorization request",
-        ));
-    }
-    match (&grant.code_challenge, form.get("code_verifier")) {
-        (Some(challenge), Some(verifier)) if is_pkce_value(verifier) => {
+    // The challenge the verifier hashes to: the store spends the code only
+    // for the client, redirect URI and challenge it was issued with.
+    let challenge = match form.get("code_verifier") {
+        Some(verifier) if is_pkce_value(verifier) => {
             let digest = crate::crypto::sha256(verifier.as_bytes());
-            let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest);
-            if !bool::from(computed.as_bytes().ct_eq(challenge.as_bytes())) {
-                return Err(OAuthError::InvalidGrant("code_verifier does not match"));
-            }
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)
         }
-        (Some(_), _) => {
+        Some(_) => {
             return Err(OAuthError::InvalidGrant(
                 "code_verifier is missing or malformed",
             ));
         }
-        (None, Some(_)) => return Err(OAuthError::InvalidGrant("no code_challenge was sent")),
-        (None, None) => {}
-    }
+        None => String::new(),
+    };
+    let presenter = CodePresenter {
+        client_id: &client.id,
+        redirect_uri: form.get("redirect_uri").unwrap_or_default(),
+        challenge: &challenge,
+    };
+    state.require_synced()?;
+    let decode = |json: &str| serde_json::from_str::<CodeGrant>(json).map_err(OAuthError::internal);
+    let grant = match state
+        .store
+        .take_code(code, presenter, SPENT_CODE_TTL)
+        .await?
+    {
+        CodeUse::Fresh(json) => decode(&json)?,
+        CodeUse::Reused(json) => return Err(code_reused(state, client, &decode(&json)?).await),
+        CodeUse::Mismatch(json) => return Err(mismatch(&decode(&json)?, &presenter)),
+        CodeUse::Unknown => return Err(BAD),
+    };
     let resources = Resources {
         granted: &grant.audience,
         requested: form.get("resource"),
@@ -211,6 +208,21 @@ async fn authorization_code(
         tracing::warn!(%error, client_id = %client.id, "recording a connected app");
     }
     Ok(response)
+}
+
+/// Why a code issued for `grant` is not `presenter`'s to spend.
+fn mismatch(grant: &CodeGrant, presenter: &CodePresenter<'_>) -> OAuthError {
+    if grant.client_id != presenter.client_id {
+        OAuthError::InvalidGrant("invalid authorization code")
+    } else if grant.redirect_uri != presenter.redirect_uri {
+        OAuthError::InvalidGrant("redirect_uri does not match the authorization request")
+    } else if grant.code_challenge.is_none() {
+        OAuthError::InvalidGrant("no code_challenge was sent")
+    } else if presenter.challenge.is_empty() {
+        OAuthError::InvalidGrant("code_verifier is missing or malformed")
+    } else {
+        OAuthError::InvalidGrant("code_verifier does not match")
+    }
 }
 
 /// A code presented twice: the session it started dies (RFC 6749 §4.1.2).

@@ -15,6 +15,39 @@ pub enum CodeUse {
     Reused(String),
     /// No such code (never issued, or expired).
     Unknown,
+    /// The code was issued to another client, redirect URI or PKCE
+    /// challenge than the presenter's: left as it was (neither spent nor
+    /// judged reused), so whoever merely saw a code cannot spend it or end
+    /// its session. What it was issued for, to say what did not match.
+    Mismatch(String),
+}
+
+/// Who presents an authorization code: the store spends it only for the
+/// client, redirect URI and PKCE challenge it was issued with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CodePresenter<'a> {
+    /// The authenticated (or named, for a public client) client.
+    pub client_id: &'a str,
+    /// The token request's `redirect_uri` (empty when absent).
+    pub redirect_uri: &'a str,
+    /// The S256 challenge of the presented `code_verifier` (empty when
+    /// absent).
+    pub challenge: &'a str,
+}
+
+impl CodePresenter<'_> {
+    /// Whether a code issued for `grant` (its JSON: `client_id`,
+    /// `redirect_uri`, `code_challenge`) may be spent by this presenter.
+    /// The Redis script (`store/lua/code.lua`) decides the same.
+    pub fn matches(&self, grant: &str) -> bool {
+        let Ok(grant) = serde_json::from_str::<serde_json::Value>(grant) else {
+            return false;
+        };
+        let field = |name: &str| grant.get(name).and_then(serde_json::Value::as_str);
+        field("client_id") == Some(self.client_id)
+            && field("redirect_uri") == Some(self.redirect_uri)
+            && field("code_challenge").unwrap_or("") == self.challenge
+    }
 }
 
 /// One connected app of one user.

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::grants::{CodeUse, GrantRecord};
+use super::grants::{CodePresenter, CodeUse, GrantRecord};
 use super::{RefreshUse, RevocationStore, StoreFuture};
 use crate::clock;
 use crate::denylist::Denylist;
@@ -71,10 +71,11 @@ impl MemoryStore {
         self.apps.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn take(&self, code: &str, ttl: Duration, now: u64) -> CodeUse {
+    fn take(&self, code: &str, presenter: CodePresenter<'_>, ttl: Duration, now: u64) -> CodeUse {
         let mut apps = self.apps();
         apps.codes.retain(|_, (_, until, _)| *until > now);
         match apps.codes.get_mut(&crate::crypto::sha256(code.as_bytes())) {
+            Some((grant, _, _)) if !presenter.matches(grant) => CodeUse::Mismatch(grant.clone()),
             Some((grant, until, spent)) if *spent => {
                 *until = now.saturating_add(ttl.as_secs().max(1));
                 CodeUse::Reused(grant.clone())
@@ -179,8 +180,13 @@ impl RevocationStore for MemoryStore {
         Box::pin(async { Ok(()) })
     }
 
-    fn take_code<'a>(&'a self, code: &'a str, ttl: Duration) -> StoreFuture<'a, CodeUse> {
-        let found = self.take(code, ttl, clock::now_secs());
+    fn take_code<'a>(
+        &'a self,
+        code: &'a str,
+        presenter: CodePresenter<'a>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, CodeUse> {
+        let found = self.take(code, presenter, ttl, clock::now_secs());
         Box::pin(async move { Ok(found) })
     }
 
@@ -334,14 +340,59 @@ mod tests {
     fn a_code_is_fresh_once_then_reused_and_unknown_codes_are_unknown() {
         let store = MemoryStore::new(Denylist::new());
         let ttl = Duration::from_secs(60);
+        let grant = r#"{"client_id":"app","redirect_uri":"https://app/cb","code_challenge":"ch"}"#;
         store
             .apps()
             .codes
-            .insert(crate::crypto::sha256(b"c1"), ("g".into(), 1000, false));
-        assert_eq!(store.take("c1", ttl, 100), CodeUse::Fresh("g".into()));
-        assert_eq!(store.take("c1", ttl, 101), CodeUse::Reused("g".into()));
-        assert_eq!(store.take("c2", ttl, 101), CodeUse::Unknown);
-        assert_eq!(store.take("c1", ttl, 10_000), CodeUse::Unknown, "expired");
+            .insert(crate::crypto::sha256(b"c1"), (grant.into(), 1000, false));
+        let issued_to = CodePresenter {
+            client_id: "app",
+            redirect_uri: "https://app/cb",
+            challenge: "ch",
+        };
+        for other in [
+            CodePresenter {
+                client_id: "other",
+                ..issued_to
+            },
+            CodePresenter {
+                redirect_uri: "https://app/other",
+                ..issued_to
+            },
+            CodePresenter {
+                challenge: "",
+                ..issued_to
+            },
+            CodePresenter {
+                challenge: "wrong",
+                ..issued_to
+            },
+        ] {
+            assert_eq!(
+                store.take("c1", other, ttl, 100),
+                CodeUse::Mismatch(grant.into())
+            );
+        }
+        let fresh = CodeUse::Fresh(grant.into());
+        assert_eq!(store.take("c1", issued_to, ttl, 100), fresh, "still fresh");
+        assert_eq!(
+            store.take("c1", issued_to, ttl, 101),
+            CodeUse::Reused(grant.into())
+        );
+        let stranger = CodePresenter {
+            client_id: "other",
+            ..issued_to
+        };
+        assert_eq!(
+            store.take("c1", stranger, ttl, 101),
+            CodeUse::Mismatch(grant.into())
+        );
+        assert_eq!(store.take("c2", issued_to, ttl, 101), CodeUse::Unknown);
+        assert_eq!(
+            store.take("c1", issued_to, ttl, 10_000),
+            CodeUse::Unknown,
+            "expired"
+        );
     }
 
     #[tokio::test]

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::error::BoxError;
 use crate::rule::{Rule, RuleKey};
-pub use grants::{CodeUse, GrantRecord};
+pub use grants::{CodePresenter, CodeUse, GrantRecord};
 
 pub mod grants;
 mod link;
@@ -119,10 +119,16 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// with what it was issued for, for `ttl`.
     fn put_code<'a>(&'a self, code: &'a str, grant: &'a str, ttl: Duration) -> StoreFuture<'a, ()>;
 
-    /// Spends a code, atomically: the first presentation gets
-    /// [`CodeUse::Fresh`], later ones [`CodeUse::Reused`] (for the code's
-    /// lifetime again).
-    fn take_code<'a>(&'a self, code: &'a str, ttl: Duration) -> StoreFuture<'a, CodeUse>;
+    /// Spends a code, atomically: the first presentation by the client,
+    /// redirect URI and verifier it was issued for gets [`CodeUse::Fresh`],
+    /// later ones [`CodeUse::Reused`] (for the code's lifetime again); any
+    /// other presenter [`CodeUse::Mismatch`], the code untouched.
+    fn take_code<'a>(
+        &'a self,
+        code: &'a str,
+        presenter: CodePresenter<'a>,
+        ttl: Duration,
+    ) -> StoreFuture<'a, CodeUse>;
 
     /// Records that `sub` connected `client_id` (or used it again), keeping
     /// the first authorization's time.

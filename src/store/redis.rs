@@ -29,7 +29,7 @@ use crate::follow::{HISTORY_WINDOW, SyncReply};
 use crate::rule::{RevokedBefore, Rule, RuleKey};
 
 use super::RefreshUse;
-use super::grants::{CodeUse, GrantRecord};
+use super::grants::{CodePresenter, CodeUse, GrantRecord};
 use super::link::{Connection, Link};
 pub use super::link::{Topology, TopologyError};
 
@@ -476,10 +476,20 @@ impl RedisStore {
     }
 
     /// Spends a code (see [`CodeUse`]): one atomic script.
-    pub async fn take_code(&self, code: &str, ttl: Duration) -> Result<CodeUse, RedisStoreError> {
+    pub async fn take_code(
+        &self,
+        code: &str,
+        presenter: CodePresenter<'_>,
+        ttl: Duration,
+    ) -> Result<CodeUse, RedisStoreError> {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let mut invocation = self.scripts.code.prepare_invoke();
-        invocation.key(self.code_key(code)).arg(ttl_ms);
+        invocation
+            .key(self.code_key(code))
+            .arg(ttl_ms)
+            .arg(presenter.client_id)
+            .arg(presenter.redirect_uri)
+            .arg(presenter.challenge);
         let mut connection = self.connection().await?;
         let (found, grant): (String, String) = self
             .bounded(invocation.invoke_async(&mut connection))
@@ -488,6 +498,7 @@ impl RedisStore {
             "fresh" => Ok(CodeUse::Fresh(grant)),
             "reused" => Ok(CodeUse::Reused(grant)),
             "unknown" => Ok(CodeUse::Unknown),
+            "mismatch" => Ok(CodeUse::Mismatch(grant)),
             other => Err(RedisStoreError::Corrupt(format!("code use {other:?}"))),
         }
     }

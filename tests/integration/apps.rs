@@ -413,40 +413,125 @@ async fn a_public_app_is_asked_every_time_even_when_connected() {
     assert!(page.contains("value=\"approve\""), "{page}");
 }
 
-#[tokio::test]
-async fn a_wrong_verifier_another_redirect_or_a_missing_verifier_gets_nothing() {
-    let server = issuer().await;
+/// [`APP`] and a second public app with the same redirect URI.
+fn add_two_apps(c: &mut revokd::config::Config) {
+    add_app(c);
+    let mut other = c.clients.last().unwrap().clone();
+    other.id = OTHER_APP.into();
+    c.clients.push(other);
+}
+
+/// The second app of [`add_two_apps`].
+const OTHER_APP: &str = "other-app";
+
+/// Whoever presents a code with the wrong verifier, no verifier, another
+/// redirect URI or as another client gets `invalid_grant` and leaves the
+/// code as it was: the right presenter still exchanges it, and a spent code
+/// presented by the wrong one does not end the session.
+async fn only_the_issued_presenter_spends_a_code(server: &Server) {
     let (verifier, challenge) = pkce();
     let mut browser = Browser::new();
-    let params = approve(&mut browser, &server, ALICE, &challenge).await;
-    let (status, body) = exchange(&server, &params["code"], &format!("{verifier}x")).await;
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
-    // Spent by that attempt: even the right verifier now finds a used code.
-    let (status, _) = exchange(&server, &params["code"], &verifier).await;
-    assert_eq!(status, 400);
+    let params = approve(&mut browser, server, ALICE, &challenge).await;
+    let code = params["code"].as_str();
+    let wrong = format!("{verifier}x");
+    let attempts: [(&str, Vec<(&str, &str)>); 4] = [
+        (
+            "code_verifier does not match",
+            vec![
+                ("client_id", APP),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &wrong),
+            ],
+        ),
+        (
+            "code_verifier is missing or malformed",
+            vec![("client_id", APP), ("redirect_uri", REDIRECT)],
+        ),
+        (
+            "redirect_uri does not match the authorization request",
+            vec![
+                ("client_id", APP),
+                ("redirect_uri", "http://127.0.0.1:9/elsewhere"),
+                ("code_verifier", &verifier),
+            ],
+        ),
+        (
+            "invalid authorization code",
+            vec![
+                ("client_id", OTHER_APP),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", &verifier),
+            ],
+        ),
+    ];
+    for (expected, fields) in &attempts {
+        let mut form = vec![("grant_type", "authorization_code"), ("code", code)];
+        form.extend_from_slice(fields);
+        let (status, body) = token_request(server, &form).await;
+        assert_eq!(
+            (
+                status,
+                body["error"].as_str(),
+                body["error_description"].as_str()
+            ),
+            (400, Some("invalid_grant"), Some(*expected)),
+            "{fields:?}"
+        );
+    }
+    let (status, tokens) = exchange(server, code, &verifier).await;
+    assert_eq!(status, 200, "the code is still the app's: {tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
 
-    let params = approve(&mut browser, &server, ALICE, &challenge).await;
-    let response = loopback::client(std::time::Duration::from_secs(10))
-        .post(format!("{}/oauth2/token", server.base))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("client_id", APP),
-            ("code", params["code"].as_str()),
-            ("redirect_uri", "http://127.0.0.1:9/elsewhere"),
-            ("code_verifier", verifier.as_str()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let (status, body) = exchange(&server, "never-issued", &verifier).await;
+    // Spent now. Someone who saw it, without the verifier or as another
+    // client, cannot end the session with it ...
+    for (_, fields) in &attempts {
+        let mut form = vec![("grant_type", "authorization_code"), ("code", code)];
+        form.extend_from_slice(fields);
+        assert_eq!(token_request(server, &form).await.0, 400);
+    }
+    assert!(
+        server.active(access).await,
+        "the session survives presentations by others"
+    );
+    // ... but the app presenting it again is reuse, and revokes it.
+    let (status, body) = exchange(server, code, &verifier).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error_description"],
+        "authorization code already used: its tokens are revoked"
+    );
+    assert!(!server.active(access).await);
+
+    let (status, body) = exchange(server, "never-issued", &verifier).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (400, Some("invalid_grant"))
     );
+}
+
+#[tokio::test]
+async fn only_the_issued_presenter_spends_a_code_in_memory() {
+    let server = start_with(
+        SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(),
+        add_two_apps,
+    )
+    .await;
+    only_the_issued_presenter_spends_a_code(&server).await;
+}
+
+#[tokio::test]
+async fn only_the_issued_presenter_spends_a_code_on_redis() {
+    let redis = RedisServer::start();
+    let (server, _replication) = start_replicated_with(
+        "https://auth.apps.test",
+        SigningKeys::ephemeral(SigningAlg::EdDSA).unwrap(),
+        |c| {
+            add_two_apps(c);
+            c.store.redis_url = Some(redis.url());
+        },
+    )
+    .await;
+    only_the_issued_presenter_spends_a_code(&server).await;
 }
 
 #[tokio::test]
