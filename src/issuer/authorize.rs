@@ -432,10 +432,22 @@ fn consent_page(state: &AppState, checked: &Checked, session: &Session) -> Respo
     } else {
         format!("<ul>{scopes}</ul>")
     };
+    // Where the permission goes, and, for an app that registered itself,
+    // that nobody vouched for its name: a name alone can be anyone's.
+    let destination = format!(
+        "<p>If you allow it, you will be sent on to <strong>{}</strong>.</p>",
+        escape(&redirect_origin(&checked.redirect_uri))
+    );
+    let unvetted = if checked.client.id.starts_with(super::register::ID_PREFIX) {
+        "<p><strong>This app registered itself:</strong> its name is its own \
+         claim, not checked by this server.</p>"
+    } else {
+        ""
+    };
     let body = format!(
         "<h1>Allow {name}?</h1>\
          <p>Signed in as <strong>{user}</strong>. <strong>{name}</strong> asks to act on your behalf with:</p>\
-         {scopes}<p>You can disconnect it at any time on your <a href=\"/account\">account page</a>.</p>\
+         {scopes}{unvetted}{destination}<p>You can disconnect it at any time on your <a href=\"/account\">account page</a>.</p>\
          <form method=\"post\" action=\"/oauth2/authorize\">{hidden}{csrf}\
          <button type=\"submit\" name=\"decision\" value=\"approve\" autofocus>Allow</button> \
          <button type=\"submit\" name=\"decision\" value=\"deny\">Deny</button></form>",
@@ -445,6 +457,24 @@ fn consent_page(state: &AppState, checked: &Checked, session: &Session) -> Respo
         csrf = hidden("csrf", &state.sessions.csrf(session)),
     );
     pages::page(StatusCode::OK, "Allow access", &body)
+}
+
+/// The part of a redirect URI a user can judge: `scheme://host[:port]`,
+/// or the scheme of a private-use URI (`com.example.app:`).
+fn redirect_origin(uri: &str) -> String {
+    match uri.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}")
+        }
+        None => uri
+            .split(':')
+            .next()
+            .map_or_else(String::new, |s| format!("{s}:")),
+    }
 }
 
 fn error_redirect(

@@ -147,6 +147,13 @@ async fn registered(
 }
 
 /// The client the metadata asks for, within what registration allows.
+/// Zero-width and bidirectional formatting characters: in a name shown on
+/// the consent page they can make it read as another app's
+/// (`U+202E` turns "ppA omeD" into "Demo App").
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 fn checked(state: &AppState, metadata: Metadata) -> Result<ClientConfig, OAuthError> {
     let registration = &state.config.registration;
     let redirect_uris = metadata.redirect_uris.unwrap_or_default();
@@ -212,7 +219,7 @@ fn checked(state: &AppState, metadata: Metadata) -> Result<ClientConfig, OAuthEr
         .client_name
         .map(|name| {
             name.chars()
-                .filter(|c| !c.is_control())
+                .filter(|c| !c.is_control() && !is_invisible_format(*c))
                 .take(100)
                 .collect::<String>()
         })

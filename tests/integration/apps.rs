@@ -958,7 +958,7 @@ async fn a_client_registers_itself_then_connects() {
     }
     let answer = register(serde_json::json!({
         "redirect_uris": [REDIRECT],
-        "client_name": "Registered <Tool>",
+        "client_name": "Registered \u{202e}<Tool>\u{200b}",
         "token_endpoint_auth_method": "none",
         "grant_types": ["authorization_code", "refresh_token"],
         "response_types": ["code"],
@@ -991,7 +991,15 @@ async fn a_client_registers_itself_then_connects() {
         ],
     );
     let (_, _, consent) = browser.post(&authorize, &fields).await;
-    assert!(consent.contains("Registered &lt;Tool&gt;"), "{consent}");
+    assert!(
+        consent.contains("Registered &lt;Tool&gt;"),
+        "the name, without its bidi override and zero-width space: {consent}"
+    );
+    assert!(consent.contains("This app registered itself"), "{consent}");
+    assert!(
+        consent.contains("sent on to <strong>http://127.0.0.1:9</strong>"),
+        "the consent page names where the permission goes: {consent}"
+    );
     let (status, headers, _) = browser
         .post(
             &authorize,
