@@ -111,7 +111,7 @@ impl IssuerMetrics {
 pub struct ConnectionMetrics {
     /// `revokd_http_refused_total{reason}`: connections and requests
     /// refused by a limit: `max_connections`, `max_connections_per_peer`,
-    /// `header_timeout` (and the issuer's own reasons).
+    /// `header_timeout`, `write_timeout` (and the issuer's own reasons).
     pub http_refused: IntCounterVec,
     /// `revokd_http_connections`: connections open now.
     pub http_connections: IntGauge,

@@ -11,6 +11,11 @@
 //!   head within `limits.header_read_timeout` (counted from when the server
 //!   starts waiting for it, so an idle keep-alive connection too) is closed,
 //!   `{reason="header_timeout"}`.
+//! - **Write timeout**: a connection whose peer does not read what it is
+//!   sent (a write waiting on a full socket buffer) for as long again is
+//!   closed, `{reason="write_timeout"}`: otherwise a peer that pipelines
+//!   requests and never reads holds its connection and the answers buffered
+//!   for it forever.
 //! - **Graceful shutdown**: when `shutdown` resolves the listener is closed at
 //!   once, idle connections are closed, and the ones serving a request finish
 //!   it; [`serve`] returns when the last one has.
@@ -142,6 +147,110 @@ impl Listener {
     }
 }
 
+/// A stream whose writes fail with `TimedOut` once one has waited `bound`
+/// for the peer to read: hyper has no write timeout of its own.
+struct WriteDeadline<T> {
+    inner: T,
+    bound: Duration,
+    /// Armed while a write waits; disarmed by any progress.
+    stalled: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<T> WriteDeadline<T> {
+    fn new(inner: T, bound: Duration) -> WriteDeadline<T> {
+        WriteDeadline {
+            inner,
+            bound,
+            stalled: None,
+        }
+    }
+
+    /// What a write's poll says, with the deadline applied.
+    fn judge<R>(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        poll: std::task::Poll<std::io::Result<R>>,
+    ) -> std::task::Poll<std::io::Result<R>> {
+        use std::task::Poll;
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let bound = self.bound;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(bound)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the peer read nothing for the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WriteDeadline<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.judge(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.judge(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let poll = std::pin::Pin::new(&mut self.inner).poll_flush(cx);
+        self.judge(cx, poll)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Whether a connection ended on [`WriteDeadline`]'s timeout.
+fn is_write_timeout(error: &hyper::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        source = cause.source();
+    }
+    false
+}
+
 /// A connection's byte stream, whichever listener it came from.
 trait Io: AsyncRead + AsyncWrite + Send + Unpin {
     /// Writes what fits now, never waiting (the refusal).
@@ -218,6 +327,7 @@ pub async fn serve_router(
             req.extensions_mut().insert(ConnectInfo(peer));
             app.clone().oneshot(req)
         });
+        let stream = WriteDeadline::new(stream, limits.header_read_timeout);
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let mut closing = closing_rx.clone();
         let alive = alive_tx.clone();
@@ -239,6 +349,8 @@ pub async fn serve_router(
             if let Err(e) = result {
                 if e.is_timeout() {
                     metrics.refused("header_timeout");
+                } else if is_write_timeout(&e) {
+                    metrics.refused("write_timeout");
                 }
                 tracing::debug!(error = %crate::error::Chain(&e), %peer, "connection ended");
             }

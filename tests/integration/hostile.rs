@@ -169,6 +169,59 @@ async fn connections_that_never_finish_their_headers_are_closed() {
     assert!(refused(&server, "header_timeout") >= 10);
 }
 
+/// A peer that pipelines requests and never reads what it is sent is
+/// closed once a write has waited `header_read_timeout` for it: it holds
+/// neither its connection slot nor the answers buffered for it.
+#[tokio::test]
+async fn a_peer_that_never_reads_its_answers_is_closed() {
+    let server = start(|c| {
+        c.limits.header_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(addr(&server)).await.unwrap();
+    let (mut reader, mut writer) = stream.into_split();
+    // Far more answer than the two socket buffers hold (each /metrics is
+    // kilobytes); written from a task, since the server stops reading
+    // requests once it cannot write.
+    let writes = tokio::spawn(async move {
+        let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n".repeat(5000);
+        let _ = writer.write_all(&request).await;
+        writer
+    });
+    let started = Instant::now();
+    while refused(&server, "write_timeout") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a connection whose peer never reads is still open after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    // Closed: what was buffered drains, then end of stream (or a reset).
+    let mut buf = vec![0u8; 64 * 1024];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match tokio::time::timeout_at(deadline, reader.read(&mut buf)).await {
+            Err(_) => panic!("still open 10 s after the write timeout"),
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+        }
+    }
+    writes.abort();
+    // Everyone else is served as before.
+    let mut other = TcpStream::connect(addr(&server)).await.unwrap();
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = other.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}
+
 #[tokio::test]
 async fn the_per_peer_connection_cap_refuses_the_extra_connections() {
     let server = start(|c| {
