@@ -213,14 +213,15 @@ impl Clients {
         if lock(&self.argon2_bad).contains(&cache_key) {
             return Ok(false);
         }
-        if let Err(wait) = limits.argon2_allowed(id, peer, limits.now()) {
+        if let Err(wait) = limits.argon2_reserve(id, peer, limits.now()) {
             self.metrics.refused("argon2_failures");
             return Err(OAuthError::SlowDown(wait));
         }
-        let ok = self.verify_argon2(phc.clone(), secret).await?;
-        if !ok {
-            limits.argon2_failed(id, peer, limits.now());
+        let checked = self.verify_argon2(phc.clone(), secret).await;
+        if !matches!(checked, Ok(false)) {
+            limits.argon2_refund(id, peer);
         }
+        let ok = checked?;
         let cache = if ok {
             &self.argon2_ok
         } else {

@@ -129,23 +129,30 @@ impl RateLimits {
         self.requests.take(&peer.0, now)
     }
 
-    /// Whether argon2 work may be spent on a secret presented for
-    /// `client_id` by `peer`: `Err(wait)` when either has used up its
-    /// failures.
-    pub fn argon2_allowed(
+    /// Reserves one failure of `client_id` and of `peer` before argon2
+    /// work is spent on a secret one presents for the other: `Err(wait)`
+    /// when either has used up its failures. Charged up front, so parallel
+    /// attempts cannot run more checks than the bound; a check that did not
+    /// fail gives it back ([`RateLimits::argon2_refund`]).
+    pub fn argon2_reserve(
         &self,
         client_id: &str,
         peer: Peer,
         now: Duration,
     ) -> Result<(), Duration> {
-        self.argon2_clients.available(client_id, now)?;
-        self.argon2_peers.available(&peer.0, now)
+        self.argon2_clients.take(client_id, now)?;
+        if let Err(wait) = self.argon2_peers.take(&peer.0, now) {
+            self.argon2_clients.give_back(client_id);
+            return Err(wait);
+        }
+        Ok(())
     }
 
-    /// Counts one failed argon2 verification against `client_id` and `peer`.
-    pub fn argon2_failed(&self, client_id: &str, peer: Peer, now: Duration) {
-        let _ = self.argon2_clients.take(client_id, now);
-        let _ = self.argon2_peers.take(&peer.0, now);
+    /// Gives back what [`RateLimits::argon2_reserve`] took: the check
+    /// succeeded, or never ran.
+    pub fn argon2_refund(&self, client_id: &str, peer: Peer) {
+        self.argon2_clients.give_back(client_id);
+        self.argon2_peers.give_back(&peer.0);
     }
 
     /// Now, on the limiter's monotonic scale.
@@ -229,26 +236,16 @@ impl<K: Hash + Eq> Buckets<K> {
         result
     }
 
-    /// Whether `key` has a token at `now`, without taking it (a key with no
-    /// bucket has its whole burst).
-    fn available<Q>(&self, key: &Q, now: Duration) -> Result<(), Duration>
+    /// Returns one token taken from `key` (never past the burst).
+    fn give_back<Q>(&self, key: &Q)
     where
         K: std::borrow::Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let shard = &self.shards[(self.hasher.hash_one(key) as usize) % SHARDS];
-        let shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(bucket) = shard.get(key) else {
-            return Ok(());
-        };
-        let mut bucket = *bucket;
-        drop(shard);
-        let elapsed = now.saturating_sub(bucket.updated).as_secs_f64();
-        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst);
-        if bucket.tokens >= 1.0 {
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(bucket) = shard.get_mut(key) {
+            bucket.tokens = (bucket.tokens + 1.0).min(self.burst);
         }
     }
 
@@ -344,15 +341,24 @@ mod tests {
     }
 
     #[test]
-    fn available_peeks_without_taking() {
-        let b: Buckets<String> = Buckets::new(1.0, 2.0, 16);
-        assert!(b.available("a", Duration::ZERO).is_ok());
+    fn a_token_given_back_is_taken_again_but_never_past_the_burst() {
+        let b: Buckets<String> = Buckets::new(0.001, 2.0, 16);
         assert!(b.take("a", Duration::ZERO).is_ok());
-        assert!(b.available("a", Duration::ZERO).is_ok());
-        assert!(b.available("a", Duration::ZERO).is_ok());
         assert!(b.take("a", Duration::ZERO).is_ok());
-        assert!(b.available("a", Duration::ZERO).is_err());
-        assert!(b.available("a", Duration::from_secs(1)).is_ok());
+        assert!(b.take("a", Duration::ZERO).is_err());
+        b.give_back("a");
+        assert!(b.take("a", Duration::ZERO).is_ok());
+        assert!(b.take("a", Duration::ZERO).is_err());
+        for _ in 0..5 {
+            b.give_back("a");
+        }
+        assert!(b.take("a", Duration::ZERO).is_ok());
+        assert!(b.take("a", Duration::ZERO).is_ok());
+        assert!(
+            b.take("a", Duration::ZERO).is_err(),
+            "the burst caps what comes back"
+        );
+        b.give_back("nobody");
     }
 
     #[test]

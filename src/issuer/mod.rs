@@ -266,7 +266,7 @@ impl App {
     ) -> Result<bool, OAuthError> {
         let account = format!("user:{username}");
         let now = self.rate_limits.now();
-        if let Err(wait) = self.rate_limits.argon2_allowed(&account, peer, now) {
+        if let Err(wait) = self.rate_limits.argon2_reserve(&account, peer, now) {
             self.metrics.refused("argon2_failures");
             return Err(OAuthError::SlowDown(wait));
         }
@@ -274,16 +274,15 @@ impl App {
         let Some(hash) = known.or(self.dummy_password_hash.as_ref()).cloned() else {
             return Ok(false);
         };
-        let ok = self
+        let checked = self
             .clients
             .verify_argon2(hash, password.to_owned())
-            .await?
-            && known.is_some();
-        if !ok {
-            self.rate_limits
-                .argon2_failed(&account, peer, self.rate_limits.now());
+            .await
+            .map(|ok| ok && known.is_some());
+        if !matches!(checked, Ok(false)) {
+            self.rate_limits.argon2_refund(&account, peer);
         }
-        Ok(ok)
+        Ok(checked?)
     }
 
     /// Refuses with 503 until the denylist completed its first sync: before

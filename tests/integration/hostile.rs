@@ -417,6 +417,41 @@ async fn repeated_failures_for_one_client_id_or_peer_are_limited_without_argon2_
     assert_eq!(cc_from(&elsewhere, &server, ARGON).await.status(), 200);
 }
 
+/// Failures are charged before the argon2 work, so guesses sent all at once
+/// get no more checks than guesses sent one after another.
+#[tokio::test]
+async fn parallel_guesses_get_no_more_argon2_checks_than_the_bound() {
+    let server = start(|c| {
+        c.limits.argon2_failures = 5;
+        c.limits.argon2_failure_window = Duration::from_secs(600);
+        c.limits.argon2_queue = 256;
+    })
+    .await;
+    let http = client_from([127, 0, 0, 7]);
+    let guesses = (0..40).map(|i| {
+        let (http, server) = (&http, &server);
+        async move {
+            cc_from(http, server, (ARGON.0, &format!("parallel-{i}")))
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let refused_at_once = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + refused_at_once, 40, "{statuses:?}");
+    assert_eq!(
+        checked, 5,
+        "as many checks as failures allowed: {statuses:?}"
+    );
+    // A check that succeeds gives its charge back: alice signs in more
+    // often than five times (each an argon2 check of her password).
+    for _ in 0..8 {
+        server.login(crate::support::WEB).await;
+    }
+}
+
 #[tokio::test]
 async fn one_host_hammering_the_credential_endpoints_is_limited_before_authentication() {
     let server = start(|c| {
