@@ -183,6 +183,20 @@ impl OAuthError {
     }
 }
 
+/// `text` in the characters RFC 6749 §5.2 allows an `error_description`
+/// (printable ASCII but `"` and `\`): a description that quotes the request
+/// stays within them, whatever the request held.
+fn error_description(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            '"' => '\'',
+            '\\' => '/',
+            ' '..='~' => c,
+            _ => '?',
+        })
+        .collect()
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         match &self {
@@ -190,9 +204,10 @@ impl IntoResponse for OAuthError {
             OAuthError::Internal(e) => tracing::error!(error = %Chain(&**e), "internal error"),
             _ => tracing::debug!(error = self.code(), "request refused"),
         }
+        let description = self.description().map(error_description);
         let body = Body {
             error: self.code(),
-            error_description: self.description(),
+            error_description: description.as_deref(),
         };
         let mut response = NoStore((self.status(), Json(body))).into_response();
         let headers = response.headers_mut();
@@ -241,6 +256,16 @@ mod tests {
     use std::error::Error;
 
     use super::*;
+
+    #[test]
+    fn a_description_keeps_to_the_characters_rfc_6749_allows() {
+        let text = error_description("scope \"\\\"é\" is not offered\n");
+        assert_eq!(text, "scope '/'?' is not offered?");
+        assert!(
+            text.chars()
+                .all(|c| matches!(c, ' '..='!' | '#'..='[' | ']'..='~'))
+        );
+    }
 
     #[tokio::test]
     async fn an_internal_error_keeps_its_cause_out_of_the_body() {

@@ -340,8 +340,15 @@ impl App {
         let now = self.rate_limits.now();
         match result {
             Ok(client) => {
+                // A public client proves nothing but its id, which anyone can
+                // send: its bucket is per peer, or one host could spend it
+                // for every user of the app.
+                let key = match (client.is_public(), peer.0) {
+                    (true, Some(ip)) => std::borrow::Cow::Owned(format!("{}@{ip}", client.id)),
+                    _ => std::borrow::Cow::Borrowed(client.id.as_str()),
+                };
                 self.rate_limits
-                    .charge_client(&client.id, now)
+                    .charge_client(&key, now)
                     .map_err(OAuthError::SlowDown)?;
                 Ok(client)
             }

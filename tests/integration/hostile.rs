@@ -417,6 +417,65 @@ async fn repeated_failures_for_one_client_id_or_peer_are_limited_without_argon2_
     assert_eq!(cc_from(&elsewhere, &server, ARGON).await.status(), 200);
 }
 
+/// A public client proves only its id, which anyone can send: one host
+/// spending that client's bucket does not refuse its users elsewhere.
+#[tokio::test]
+async fn one_host_cannot_spend_a_public_clients_rate_limit_for_its_other_users() {
+    let server = start(|c| {
+        c.limits.burst = 3;
+        c.limits.rate_per_second = 0.01;
+        c.clients.push(revokd::config::ClientConfig {
+            id: "public-app".into(),
+            secret_hash: String::new(),
+            name: None,
+            redirect_uris: vec!["http://127.0.0.1:9/cb".into()],
+            public: true,
+            grants: vec![
+                revokd::config::GrantType::AuthorizationCode,
+                revokd::config::GrantType::RefreshToken,
+            ],
+            scopes: vec!["read".into()],
+            default_scopes: None,
+            audience: vec!["api".into()],
+            access_ttl: None,
+            refresh_ttl: None,
+        });
+    })
+    .await;
+    let junk_refresh = |http: reqwest::Client| {
+        let url = format!("{}/oauth2/token", server.base);
+        async move {
+            http.post(url)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("client_id", "public-app"),
+                    ("refresh_token", "junk"),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    let attacker = client_from([127, 0, 0, 11]);
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(junk_refresh(attacker.clone()).await);
+    }
+    assert_eq!(
+        statuses,
+        [400, 400, 400, 429, 429, 429],
+        "the sender's own bucket runs dry"
+    );
+    let user = client_from([127, 0, 0, 12]);
+    assert_eq!(
+        junk_refresh(user).await,
+        400,
+        "another host still gets an answer"
+    );
+}
+
 /// Failures are charged before the argon2 work, so guesses sent all at once
 /// get no more checks than guesses sent one after another.
 #[tokio::test]
