@@ -1114,13 +1114,7 @@ async fn the_client_registry_is_capped_across_issuers_until_registrations_expire
 #[tokio::test]
 async fn registration_is_off_by_default() {
     let server = issuer().await;
-    let answer = loopback::client(std::time::Duration::from_secs(10))
-        .post(format!("{}/oauth2/register", server.base))
-        .json(&serde_json::json!({"redirect_uris": [REDIRECT]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 404);
+    assert_eq!(register_one(&server).await.0, 404);
     let metadata: Value = reqwest::get(format!(
         "{}/.well-known/oauth-authorization-server",
         server.base
