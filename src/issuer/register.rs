@@ -146,7 +146,6 @@ async fn registered(
     Ok(response)
 }
 
-/// The client the metadata asks for, within what registration allows.
 /// Zero-width and bidirectional formatting characters: in a name shown on
 /// the consent page they can make it read as another app's
 /// (`U+202E` turns "ppA omeD" into "Demo App").
@@ -154,6 +153,7 @@ fn is_invisible_format(c: char) -> bool {
     matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
+/// The client the metadata asks for, within what registration allows.
 fn checked(state: &AppState, metadata: Metadata) -> Result<ClientConfig, OAuthError> {
     let registration = &state.config.registration;
     let redirect_uris = metadata.redirect_uris.unwrap_or_default();
